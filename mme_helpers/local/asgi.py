@@ -1,0 +1,88 @@
+"""The little of ASGI the service needs: a request with a bounded body, and a response."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+
+class BodyTooLarge(Exception):
+    """The request body is larger than the handler accepts."""
+
+    def __init__(self, limit: int, size: int | None):
+        super().__init__(limit, size)
+        self.limit = limit
+        self.size = size
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    raw_path: bytes
+    query_string: bytes
+    headers: dict[str, str]
+    receive: object = field(repr=False)
+    body: bytes = b""
+
+    @classmethod
+    def from_scope(cls, scope, receive) -> Request:
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            headers[key] = f"{headers[key]},{text}" if key in headers else text
+        return cls(
+            method=scope["method"],
+            path=scope["path"],
+            raw_path=scope.get("raw_path") or scope["path"].encode(),
+            query_string=scope.get("query_string", b""),
+            headers=headers,
+            receive=receive,
+        )
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(self.query_string.decode("latin-1"), keep_blank_values=True)
+
+    async def read_body(self, limit: int) -> bytes:
+        """Read the whole body, refusing (before reading it all) anything over ``limit`` bytes."""
+        declared = self.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise BodyTooLarge(limit, int(declared))
+        chunks = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(limit, None)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        self.body = b"".join(chunks)
+        return self.body
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    @classmethod
+    def json(cls, payload, status: int = 200, content_type: str = "application/json", headers=()) -> Response:
+        return cls(
+            status=status,
+            body=json.dumps(payload, default=str).encode(),
+            headers=[(b"content-type", content_type.encode()), *headers],
+        )
+
+    async def send(self, send) -> None:
+        headers = [*self.headers, (b"content-length", str(len(self.body)).encode())]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})

@@ -1,0 +1,50 @@
+"""boto3 clients with which the service talks to its own S3, CloudWatch and CloudWatch Logs.
+
+Going through the wire protocol (rather than into moto's objects) keeps the service's own reads
+and writes exactly what a user's would be.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from urllib.parse import urlparse
+
+import boto3
+from botocore.config import Config
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/key`` -> ``("bucket", "some/key")``."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"not an S3 URI: {uri!r} (expected s3://bucket/key)")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+class ServiceClients:
+    def __init__(self, url: str, region: str, access_key_id: str, secret_access_key: str):
+        self.session = boto3.session.Session(
+            aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, region_name=region
+        )
+        self.url = url
+        self.config = Config(retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=64,
+                             connect_timeout=5, read_timeout=120)
+
+    def _client(self, name: str):
+        return self.session.client(name, endpoint_url=self.url, config=self.config)
+
+    @cached_property
+    def s3(self):
+        return self._client("s3")
+
+    @cached_property
+    def logs(self):
+        return self._client("logs")
+
+    @cached_property
+    def cloudwatch(self):
+        return self._client("cloudwatch")
+
+    @cached_property
+    def iam(self):
+        return self._client("iam")

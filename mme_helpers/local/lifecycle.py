@@ -1,0 +1,182 @@
+"""Start, find, check and stop the one detached local service that all kernels share."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .config import DEFAULT_REGION, HOST, INFO_FILE, LOG_FILE, ServiceInfo, default_home
+
+
+class LocalServiceError(RuntimeError):
+    """The local service could not be started, reached or stopped."""
+
+
+class PortInUseError(LocalServiceError):
+    """The port asked for is taken by another program."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still answers kill(0); reap it if it is one.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+def health(info: ServiceInfo, timeout: float = 2.0) -> dict | None:
+    """The service's own health answer, or None when nothing healthy answers on its port."""
+    conn = http.client.HTTPConnection(HOST, info.port, timeout=timeout)
+    try:
+        conn.request("GET", "/_local/health")
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            return None
+        answer = json.loads(body)
+        return answer if answer.get("pid") == info.pid else None
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def running_service(home: Path | None = None) -> ServiceInfo | None:
+    """The service running for this state folder, if it is alive and answers."""
+    home = home or default_home()
+    info = ServiceInfo.load(home)
+    if info is None or not _pid_alive(info.pid):
+        return None
+    return info if health(info) else None
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError(
+                    f"port {port} on {HOST} is already in use by another program; "
+                    "choose another with --port, or leave it out to get a free port"
+                ) from exc
+            raise
+
+
+@contextlib.contextmanager
+def _start_lock(home: Path):
+    """Two kernels starting at once get one service, not two."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _log_tail(home: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join((home / LOG_FILE).read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def start(
+    home: Path | None = None,
+    port: int = 0,
+    region: str = DEFAULT_REGION,
+    timeout: float = 60.0,
+    extra_args: tuple[str, ...] = (),
+) -> tuple[ServiceInfo, bool]:
+    """Start the service detached, or find the one already running.
+
+    Returns the service's info and whether this call started it.
+    """
+    home = (home or default_home()).resolve()
+    with _start_lock(home):
+        existing = ServiceInfo.load(home)
+        if existing is not None:
+            if _pid_alive(existing.pid) and health(existing):
+                return existing, False
+            if _pid_alive(existing.pid):
+                raise LocalServiceError(
+                    f"a local service (pid {existing.pid}) holds {home} but does not answer on port "
+                    f"{existing.port}; stop it with `python -m mme_helpers.local stop` and start again"
+                )
+            (home / INFO_FILE).unlink(missing_ok=True)  # left behind by a service that was killed
+        if port:
+            _check_port_free(port)
+        command = [sys.executable, "-m", "mme_helpers.local", "--home", str(home), "serve", "--port", str(port)]
+        command += ["--region", region, *extra_args]
+        with open(home / LOG_FILE, "ab") as log:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=str(home),
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise LocalServiceError(
+                    f"the local service exited at start (code {process.returncode}); its log says:\n"
+                    + _log_tail(home)
+                )
+            info = ServiceInfo.load(home)
+            if info is not None and info.pid == process.pid and health(info, timeout=1.0):
+                return info, True
+            time.sleep(0.05)
+        process.kill()
+        raise LocalServiceError(f"the local service did not answer within {timeout:.0f} s; log:\n{_log_tail(home)}")
+
+
+def stop(home: Path | None = None, timeout: float = 15.0) -> ServiceInfo | None:
+    """Stop the service of this state folder; returns what was stopped (None: nothing ran)."""
+    home = (home or default_home()).resolve()
+    info = ServiceInfo.load(home)
+    if info is None:
+        return None
+    if _pid_alive(info.pid):
+        os.kill(info.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(info.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _pid_alive(info.pid):
+            os.kill(info.pid, signal.SIGKILL)
+            time.sleep(0.1)
+    (home / INFO_FILE).unlink(missing_ok=True)
+    return info
+
+
+def status(home: Path | None = None) -> dict:
+    """A plain description for the CLI and for notebooks."""
+    home = (home or default_home()).resolve()
+    info = ServiceInfo.load(home)
+    if info is None:
+        return {"state": "stopped", "home": str(home)}
+    if not _pid_alive(info.pid):
+        return {"state": "dead", "home": str(home), "pid": info.pid, "detail": "the process is gone (killed?)"}
+    answer = health(info)
+    if answer is None:
+        return {"state": "not answering", "home": str(home), "pid": info.pid, "port": info.port}
+    return {"state": "running", "home": str(home), "pid": info.pid, "url": info.url, **answer}

@@ -1,0 +1,156 @@
+"""Endpoints being served: what ``CreateEndpoint`` provisions and ``DeleteEndpoint`` tears down."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..aws_clients import split_s3_uri
+from ..sagemaker.training import XGBOOST_IMAGE
+from .artifacts import ArtifactError, LoadedModel, extract, load_models
+from .instance_types import DEFAULT_DISK_BYTES, model_memory_budget
+from .registry import ModelNotFound, ModelRegistry, RegistryConfig
+
+MEMORY_OVERRIDE = "MME_LOCAL_MEMORY_BUDGET_MB"
+DISK_OVERRIDE = "MME_LOCAL_DISK_BUDGET_MB"
+MB = 1 << 20
+
+
+class S3Artifacts:
+    """Model artifacts under an S3 prefix: the target model is ``prefix + relative key``."""
+
+    def __init__(self, s3, model_data_url: str):
+        self.s3 = s3
+        self.bucket, self.prefix = split_s3_uri(model_data_url)
+
+    def fetch(self, target: str) -> bytes:
+        key = self.prefix + target
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except (self.s3.exceptions.NoSuchKey, self.s3.exceptions.NoSuchBucket):
+            raise ModelNotFound(self.bucket, key) from None
+
+
+@dataclass
+class EndpointRuntime:
+    """The serving side of one endpoint (one production variant)."""
+
+    name: str
+    region: str
+    variant: str
+    multi_model: bool
+    default_accept: str | None
+    registry: ModelRegistry | None = None  # multi-model endpoints
+    model: LoadedModel | None = None  # single-model endpoints
+    cache_dir: Path | None = None
+
+
+class Hosting:
+    """Provisions endpoint runtimes from endpoint configs (the ``HostingService`` of the backend)."""
+
+    def __init__(self, clients, home: Path, region: str, metrics, loop_getter):
+        self.clients = clients
+        self.region = region
+        self.home = home
+        self.metrics = metrics
+        self.loop_getter = loop_getter
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="model-load")
+
+    def provision(self, endpoint, config, models: dict[str, Any]) -> EndpointRuntime:
+        variants = config.request["ProductionVariants"]
+        if len(variants) != 1:
+            raise ValueError("local mode serves endpoints with exactly one production variant")
+        variant = variants[0]
+        if "ServerlessConfig" in variant:
+            raise ValueError("local mode does not emulate serverless endpoints; give an instance type")
+        model = models.get(variant["ModelName"])
+        if model is None:
+            raise ValueError(f"the model {variant['ModelName']} of this endpoint configuration no longer exists")
+        container = model.containers[0]
+        image = container.get("Image", "")
+        if not XGBOOST_IMAGE.search(image):
+            raise ValueError(
+                f"local mode serves only the built-in XGBoost image (…/sagemaker-xgboost:<version>); got '{image}'"
+            )
+        environment = container.get("Environment", {}) or {}
+        memory = (
+            int(float(environment[MEMORY_OVERRIDE]) * MB)
+            if MEMORY_OVERRIDE in environment
+            else model_memory_budget(variant.get("InstanceType", ""))
+        )
+        disk = int(float(environment[DISK_OVERRIDE]) * MB) if DISK_OVERRIDE in environment else DEFAULT_DISK_BYTES
+        multi_model = container.get("Mode", "SingleModel") == "MultiModel"
+        cache_dir = self.home / "endpoints" / f"{endpoint.name}-{uuid.uuid4().hex[:8]}"
+        runtime = EndpointRuntime(
+            name=endpoint.name,
+            region=self.region,
+            variant=variant["VariantName"],
+            multi_model=multi_model,
+            default_accept=environment.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"),
+            cache_dir=cache_dir,
+        )
+        model_data_url = container.get("ModelDataUrl", "")
+        if multi_model:
+            if not model_data_url.startswith("s3://"):
+                raise ValueError(f"a multi-model endpoint needs ModelDataUrl to be an S3 prefix; got '{model_data_url}'")
+            cache_enabled = (container.get("MultiModelConfig") or {}).get("ModelCacheSetting", "Enabled") != "Disabled"
+            runtime.registry = ModelRegistry(
+                source=S3Artifacts(self.clients.s3, model_data_url),
+                cache_dir=cache_dir,
+                config=RegistryConfig(memory_budget=memory, disk_budget=disk, cache_enabled=cache_enabled),
+                executor=self.executor,
+                record_metric=self.metrics.recorder(endpoint.name, runtime.variant),
+            )
+            self.metrics.add_gauge(
+                endpoint.name, runtime.variant, "LoadedModelCount", lambda: len(runtime.registry.memory)
+            )
+        else:
+            runtime.model = self._load_single(model_data_url, cache_dir, disk)
+        return runtime
+
+    def _load_single(self, model_data_url: str, cache_dir: Path, disk_budget: int) -> LoadedModel:
+        if not model_data_url:
+            raise ValueError("the model has no ModelDataUrl")
+        bucket, key = split_s3_uri(model_data_url)
+        try:
+            data = self.clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except (self.clients.s3.exceptions.NoSuchKey, self.clients.s3.exceptions.NoSuchBucket):
+            raise ValueError(
+                f"Failed to download model data(bucket: {bucket}, key: {key}). Please ensure that there is an "
+                "object located at the URL and that the role passed to CreateModel has permissions to download "
+                "the model."
+            ) from None
+        try:
+            extract(data, cache_dir / "model", disk_budget)
+            return load_models(cache_dir / "model")
+        except ArtifactError as exc:
+            raise ValueError(f"the model could not be loaded: {exc}") from exc
+
+    def teardown(self, runtime: EndpointRuntime) -> None:
+        self.metrics.remove_endpoint(runtime.name)
+        if runtime.registry is not None:
+            registry = runtime.registry
+            loop = self.loop_getter()
+            if loop is not None and loop.is_running() and not _on_loop(loop):
+                # the registry belongs to the event loop: close it there
+                asyncio.run_coroutine_threadsafe(_close(registry), loop).result(timeout=10)
+            else:
+                registry.close()
+        if runtime.cache_dir is not None:
+            shutil.rmtree(runtime.cache_dir, ignore_errors=True)
+
+
+async def _close(registry: ModelRegistry) -> None:
+    registry.close()
+
+
+def _on_loop(loop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

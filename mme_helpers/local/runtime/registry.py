@@ -1,0 +1,295 @@
+"""The models of one multi-model endpoint: on disk, in memory, and on their way.
+
+``acquire`` returns a loaded model: a warm hit from memory, or a cold load (download to the disk
+cache, unpack, load) that every concurrent request for the same model shares. Memory and disk each
+have a byte budget and evict their least recently used models; a model serving a request is never
+evicted. As on AWS, a cached model is served until evicted even if its S3 object was overwritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+from .artifacts import ArtifactError, LoadedModel, extract, load_models
+
+
+class ModelNotFound(Exception):
+    """The target model's object is not in S3."""
+
+    def __init__(self, bucket: str, key: str):
+        super().__init__(bucket, key)
+        self.bucket, self.key = bucket, key
+
+
+class ModelLoadError(Exception):
+    """The container could not load the model (a 503 from the container, a 424 to the caller)."""
+
+    status = 503
+
+
+class InsufficientMemory(ModelLoadError):
+    status = 507
+
+
+class ModelNotReady(Exception):
+    """The model is still loading after the wait limit; the load goes on in the background."""
+
+
+class ArtifactSource(Protocol):
+    def fetch(self, target: str) -> bytes: ...
+
+
+@dataclass
+class ModelStats:
+    """What AWS does not show per model: hits, misses, loads and their times."""
+
+    target: str
+    hits: int = 0
+    misses: int = 0
+    loads: int = 0
+    evictions: int = 0
+    download_ms: float | None = None
+    load_ms: float | None = None
+    size_bytes: int = 0
+    last_used: float = 0.0
+    state: str = "new"  # loading, in memory, on disk, evicted
+
+
+@dataclass
+class _Resident:
+    model: LoadedModel
+    in_use: int = 0
+
+
+@dataclass
+class _OnDisk:
+    folder: Path
+    size: int
+
+
+@dataclass
+class LoadTimes:
+    download_s: float = 0.0
+    load_s: float = 0.0
+    from_disk: bool = False
+
+
+@dataclass
+class RegistryConfig:
+    memory_budget: int
+    disk_budget: int
+    cache_enabled: bool = True
+    load_wait_limit: float = 60.0
+    max_artifact_bytes: int = 1 << 30
+
+
+class ModelRegistry:
+    def __init__(
+        self,
+        source: ArtifactSource,
+        cache_dir: Path,
+        config: RegistryConfig,
+        executor,
+        record_metric: Callable[[str, float, str], None] = lambda name, value, unit: None,
+    ):
+        self.source = source
+        self.cache_dir = cache_dir
+        self.config = config
+        self.executor = executor
+        self.record_metric = record_metric
+        self.memory: OrderedDict[str, _Resident] = OrderedDict()
+        self.memory_used = 0
+        self.disk: OrderedDict[str, _OnDisk] = OrderedDict()
+        self.disk_used = 0
+        self.disk_lock = threading.Lock()
+        self.loading: dict[str, asyncio.Future] = {}
+        self.stats: dict[str, ModelStats] = {}
+        self.closed = False
+        cache_dir.mkdir(parents=True, exist_ok=True)
+
+    # the request path ------------------------------------------------------------------------------
+
+    async def acquire(self, target: str) -> tuple[LoadedModel, bool]:
+        """The loaded model and whether it was a cache hit; call ``release`` when done."""
+        resident = self.memory.get(target)
+        stats = self.stats.get(target) or self.stats.setdefault(target, ModelStats(target))
+        stats.last_used = time.time()
+        if resident is not None:
+            self.memory.move_to_end(target)
+            resident.in_use += 1
+            stats.hits += 1
+            return resident.model, True
+        stats.misses += 1
+        future = self.loading.get(target)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self.loading[target] = future
+            stats.state = "loading"
+            asyncio.ensure_future(self._load(target, future))
+        waited = time.perf_counter()
+        try:
+            model = await asyncio.wait_for(asyncio.shield(future), self.config.load_wait_limit)
+        except asyncio.TimeoutError:
+            raise ModelNotReady(target) from None
+        finally:
+            self.record_metric("ModelLoadingWaitTime", (time.perf_counter() - waited) * 1e6, "Microseconds")
+        resident = self.memory.get(target)
+        if resident is not None and resident.model is model:
+            resident.in_use += 1
+        return model, False
+
+    def release(self, target: str) -> None:
+        resident = self.memory.get(target)
+        if resident is None:
+            return
+        resident.in_use = max(0, resident.in_use - 1)
+        if not self.config.cache_enabled and resident.in_use == 0:
+            self.unload(target)
+            self._drop_from_disk(target)
+
+    # loading -----------------------------------------------------------------------------------------
+
+    async def _load(self, target: str, future: asyncio.Future) -> None:
+        loop = asyncio.get_running_loop()
+        stats = self.stats[target]
+        try:
+            model, times = await loop.run_in_executor(self.executor, self._fetch_and_load, target)
+            if self.closed:
+                raise ModelLoadError("the endpoint is being deleted")
+            self._make_room(model.size_bytes, target)
+            self.memory[target] = _Resident(model)
+            self.memory_used += model.size_bytes
+            stats.loads += 1
+            stats.size_bytes = model.size_bytes
+            stats.load_ms = times.load_s * 1000
+            stats.state = "in memory"
+            if not times.from_disk:
+                stats.download_ms = times.download_s * 1000
+                self.record_metric("ModelDownloadingTime", times.download_s * 1e6, "Microseconds")
+            self.record_metric("ModelLoadingTime", times.load_s * 1e6, "Microseconds")
+            future.set_result(model)
+        except Exception as exc:
+            stats.state = "on disk" if target in self.disk else "failed"
+            future.set_exception(exc)
+        finally:
+            self.loading.pop(target, None)
+
+    def _folder(self, target: str) -> Path:
+        return self.cache_dir / hashlib.sha256(target.encode()).hexdigest()[:32]
+
+    def _fetch_and_load(self, target: str) -> tuple[LoadedModel, LoadTimes]:
+        """Runs in a worker thread: the disk cache, the download and the load."""
+        times = LoadTimes()
+        with self.disk_lock:
+            entry = self.disk.get(target)
+            if entry is not None:
+                self.disk.move_to_end(target)
+        if entry is None:
+            started = time.perf_counter()
+            data = self.source.fetch(target)
+            folder = self._folder(target)
+            shutil.rmtree(folder, ignore_errors=True)
+            try:
+                size = extract(data, folder, self.config.max_artifact_bytes)
+            except ArtifactError as exc:
+                raise ModelLoadError(str(exc)) from exc
+            times.download_s = time.perf_counter() - started
+            entry = _OnDisk(folder, size + len(data))
+            with self.disk_lock:
+                self.disk[target] = entry
+                self.disk_used += entry.size
+                self._trim_disk(keep=target)
+        else:
+            times.from_disk = True
+        started = time.perf_counter()
+        try:
+            model = load_models(entry.folder)
+        except ArtifactError as exc:
+            raise ModelLoadError(str(exc)) from exc
+        times.load_s = time.perf_counter() - started
+        return model, times
+
+    def _trim_disk(self, keep: str) -> None:
+        """Delete least recently used models from disk past the disk budget (caller holds the lock)."""
+        for target in list(self.disk):
+            if self.disk_used <= self.config.disk_budget:
+                break
+            if target == keep or target in self.loading:
+                continue
+            entry = self.disk.pop(target)
+            self.disk_used -= entry.size
+            shutil.rmtree(entry.folder, ignore_errors=True)
+            if target in self.stats and target not in self.memory:
+                self.stats[target].state = "evicted"
+
+    def _drop_from_disk(self, target: str) -> None:
+        with self.disk_lock:
+            entry = self.disk.pop(target, None)
+            if entry is not None:
+                self.disk_used -= entry.size
+        if entry is not None:
+            shutil.rmtree(entry.folder, ignore_errors=True)
+            self.stats[target].state = "evicted"
+
+    # memory ----------------------------------------------------------------------------------------------
+
+    def _make_room(self, size: int, target: str) -> None:
+        budget = self.config.memory_budget
+        if size > budget:
+            raise InsufficientMemory(
+                f"model {target} needs {size:,} bytes of memory; the endpoint's budget is {budget:,} bytes"
+            )
+        for candidate in list(self.memory):
+            if self.memory_used + size <= budget:
+                return
+            if self.memory[candidate].in_use == 0:
+                self.unload(candidate)
+        if self.memory_used + size > budget:
+            raise InsufficientMemory(
+                f"no memory for model {target}: every loaded model is serving a request ({self.memory_used:,} "
+                f"of {budget:,} bytes in use)"
+            )
+
+    def unload(self, target: str) -> bool:
+        """Evict a model from memory (its disk copy stays). Returns whether it was loaded."""
+        started = time.perf_counter()
+        resident = self.memory.pop(target, None)
+        if resident is None:
+            return False
+        self.memory_used -= resident.model.size_bytes
+        stats = self.stats[target]
+        stats.evictions += 1
+        stats.state = "on disk" if target in self.disk else "evicted"
+        del resident
+        self.record_metric("ModelUnloadingTime", (time.perf_counter() - started) * 1e6, "Microseconds")
+        return True
+
+    # inspection and shutdown --------------------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        return {
+            "memory_budget_bytes": self.config.memory_budget,
+            "memory_used_bytes": self.memory_used,
+            "disk_budget_bytes": self.config.disk_budget,
+            "disk_used_bytes": self.disk_used,
+            "loaded_models": list(self.memory),
+            "models": [vars(s).copy() for s in self.stats.values()],
+        }
+
+    def close(self) -> None:
+        self.closed = True
+        self.memory.clear()
+        self.memory_used = 0
+        with self.disk_lock:
+            self.disk.clear()
+            self.disk_used = 0
+        shutil.rmtree(self.cache_dir, ignore_errors=True)

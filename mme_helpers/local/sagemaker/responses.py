@@ -1,0 +1,220 @@
+"""The SageMaker control plane's JSON 1.1 protocol: ``X-Amz-Target`` in, JSON out.
+
+Requests are checked against botocore's own model of the SageMaker API, so a request that a
+hand-written client gets wrong is refused with the ValidationException AWS would give.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any, Callable
+
+import botocore.session
+from botocore.validate import ParamValidator
+
+from ..asgi import Request, Response
+from .errors import SageMakerError, SerializationException, UnknownOperation, ValidationException
+from .models import SageMakerBackend
+
+MAX_CONTROL_BODY = 1024 * 1024
+
+
+def error_response(error: SageMakerError) -> Response:
+    return Response.json(
+        {"__type": error.error_type, "message": error.message},
+        status=error.status,
+        content_type="application/x-amz-json-1.1",
+        headers=[(b"x-amzn-errortype", error.error_type.encode())],
+    )
+
+
+class _Validator:
+    """Checks request members against botocore's service model (types, required members, lengths)."""
+
+    def __init__(self):
+        self.model = botocore.session.get_session().get_service_model("sagemaker")
+        self.validator = ParamValidator()
+
+    def check(self, operation: str, params: dict[str, Any]) -> None:
+        try:
+            shape = self.model.operation_model(operation).input_shape
+        except Exception:
+            return
+        report = self.validator.validate(_timestamps_to_datetimes(params, shape), shape)
+        if report.has_errors():
+            raise ValidationException(report.generate_report())
+
+
+def _timestamps_to_datetimes(value, shape):
+    """JSON carries timestamps as epoch numbers; botocore's validator wants datetimes."""
+    if shape is None:
+        return value
+    if shape.type_name == "timestamp" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc)
+    if shape.type_name == "structure" and isinstance(value, dict):
+        return {k: _timestamps_to_datetimes(v, shape.members.get(k)) for k, v in value.items()}
+    if shape.type_name == "list" and isinstance(value, list):
+        return [_timestamps_to_datetimes(v, shape.member) for v in value]
+    return value
+
+
+def _page(items: list[dict[str, Any]], params: dict[str, Any], key: str, name_key: str) -> dict[str, Any]:
+    """NameContains, StatusEquals, SortBy/SortOrder, MaxResults and NextToken, as the List* calls have them."""
+    needle = params.get("NameContains")
+    if needle:
+        items = [item for item in items if needle.lower() in item[name_key].lower()]
+    status = params.get("StatusEquals")
+    if status:
+        items = [item for item in items if status in (item.get("TrainingJobStatus"), item.get("EndpointStatus"))]
+    sort_by = params.get("SortBy", "CreationTime")
+    sort_key = {"Name": name_key, "CreationTime": "CreationTime"}.get(sort_by, "CreationTime")
+    items = sorted(items, key=lambda item: (item.get(sort_key) or "", item[name_key]))
+    if params.get("SortOrder", "Descending") == "Descending":
+        items.reverse()
+    try:
+        start = int(params.get("NextToken") or 0)
+    except ValueError as exc:
+        raise ValidationException("Invalid pagination token.") from exc
+    size = int(params.get("MaxResults") or 10)
+    answer: dict[str, Any] = {key: items[start : start + size]}
+    if start + size < len(items):
+        answer["NextToken"] = str(start + size)
+    return answer
+
+
+class SageMakerResponses:
+    """Maps each operation to the backend; one method an operation, named as AWS names it."""
+
+    def __init__(self, backend: SageMakerBackend):
+        self.backend = backend
+        self.validator = _Validator()
+        self.operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            name: getattr(self, name) for name in dir(self) if name[:1].isupper()
+        }
+
+    async def handle(self, request: Request) -> Response:
+        operation = request.headers.get("x-amz-target", "").partition(".")[2]
+        try:
+            body = await request.read_body(MAX_CONTROL_BODY)
+            handler = self.operations.get(operation)
+            if handler is None:
+                raise UnknownOperation(f"Operation {operation or '(none)'} is not supported by the local SageMaker.")
+            try:
+                params = json.loads(body or b"{}")
+            except ValueError as exc:
+                raise SerializationException(f"The request body is not valid JSON: {exc}") from exc
+            if not isinstance(params, dict):
+                raise SerializationException("The request body must be a JSON object.")
+            self.validator.check(operation, params)
+            return Response.json(handler(params), content_type="application/x-amz-json-1.1")
+        except SageMakerError as error:
+            return error_response(error)
+
+    # tags ------------------------------------------------------------------------------------
+
+    def AddTags(self, params):
+        self.backend.add_tags(params["ResourceArn"], params["Tags"])
+        return {"Tags": params["Tags"]}
+
+    def ListTags(self, params):
+        return {"Tags": self.backend.list_tags(params["ResourceArn"])}
+
+    def DeleteTags(self, params):
+        self.backend.delete_tags(params["ResourceArn"], params["TagKeys"])
+        return {}
+
+    # training jobs ---------------------------------------------------------------------------
+
+    def CreateTrainingJob(self, params):
+        return {"TrainingJobArn": self.backend.create_training_job(params).arn}
+
+    def DescribeTrainingJob(self, params):
+        return self.backend.get_training_job(params["TrainingJobName"]).describe()
+
+    def StopTrainingJob(self, params):
+        self.backend.stop_training_job(params["TrainingJobName"])
+        return {}
+
+    def ListTrainingJobs(self, params):
+        with self.backend.lock:
+            jobs = list(self.backend.training_jobs.values())
+        summaries = []
+        for job in jobs:
+            summary = {
+                "TrainingJobName": job.name,
+                "TrainingJobArn": job.arn,
+                "CreationTime": job.creation_time,
+                "LastModifiedTime": job.last_modified_time,
+                "TrainingJobStatus": job.status,
+            }
+            if job.end_time:
+                summary["TrainingEndTime"] = job.end_time
+            summaries.append(summary)
+        return _page(summaries, params, "TrainingJobSummaries", "TrainingJobName")
+
+    # models ----------------------------------------------------------------------------------
+
+    def CreateModel(self, params):
+        return {"ModelArn": self.backend.create_model(params).arn}
+
+    def DescribeModel(self, params):
+        return self.backend.get_model(params["ModelName"]).describe()
+
+    def DeleteModel(self, params):
+        self.backend.delete_model(params["ModelName"])
+        return {}
+
+    def ListModels(self, params):
+        with self.backend.lock:
+            models = list(self.backend.models.values())
+        summaries = [{"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.creation_time} for m in models]
+        return _page(summaries, params, "Models", "ModelName")
+
+    # endpoint configs --------------------------------------------------------------------------
+
+    def CreateEndpointConfig(self, params):
+        return {"EndpointConfigArn": self.backend.create_endpoint_config(params).arn}
+
+    def DescribeEndpointConfig(self, params):
+        return self.backend.get_endpoint_config(params["EndpointConfigName"]).describe()
+
+    def DeleteEndpointConfig(self, params):
+        self.backend.delete_endpoint_config(params["EndpointConfigName"])
+        return {}
+
+    def ListEndpointConfigs(self, params):
+        with self.backend.lock:
+            configs = list(self.backend.endpoint_configs.values())
+        summaries = [
+            {"EndpointConfigName": c.name, "EndpointConfigArn": c.arn, "CreationTime": c.creation_time}
+            for c in configs
+        ]
+        return _page(summaries, params, "EndpointConfigs", "EndpointConfigName")
+
+    # endpoints -----------------------------------------------------------------------------------
+
+    def CreateEndpoint(self, params):
+        return {"EndpointArn": self.backend.create_endpoint(params).arn}
+
+    def DescribeEndpoint(self, params):
+        return self.backend.get_endpoint(params["EndpointName"]).describe()
+
+    def DeleteEndpoint(self, params):
+        self.backend.delete_endpoint(params["EndpointName"])
+        return {}
+
+    def ListEndpoints(self, params):
+        with self.backend.lock:
+            endpoints = list(self.backend.endpoints.values())
+        summaries = [
+            {
+                "EndpointName": e.name,
+                "EndpointArn": e.arn,
+                "CreationTime": e.creation_time,
+                "LastModifiedTime": e.last_modified_time,
+                "EndpointStatus": e.status,
+            }
+            for e in endpoints
+        ]
+        return _page(summaries, params, "Endpoints", "EndpointName")

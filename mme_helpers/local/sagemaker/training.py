@@ -1,0 +1,187 @@
+"""Runs training jobs: reads the channels from S3, trains in a worker process, writes the artifact
+and the job's log, and moves the job through SageMaker's statuses."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import re
+import time
+import traceback
+from typing import Any
+
+from ..aws_clients import split_s3_uri
+from . import xgboost_algorithm
+from .models import SageMakerBackend, TrainingJob
+from .xgboost_algorithm import AlgorithmError
+
+XGBOOST_IMAGE = re.compile(r"(^|/)sagemaker-xgboost:(?P<version>[\w.-]+)$")
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+
+
+class JobStopped(Exception):
+    """The job was stopped (StopTrainingJob or its MaxRuntimeInSeconds)."""
+
+    def __init__(self, secondary_status: str, message: str):
+        super().__init__(message)
+        self.secondary_status = secondary_status
+        self.message = message
+
+
+class TrainingRunner:
+    """A thread a job for the I/O, and a process pool sized to the cores for XGBoost itself."""
+
+    def __init__(self, clients, workers: int | None = None):
+        self.clients = clients
+        self.backend: SageMakerBackend | None = None
+        self.workers = workers or os.cpu_count() or 1
+        self.pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=xgboost_algorithm.warm_up,
+        )
+        self.threads = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="training")
+
+    def warm_up(self) -> None:
+        """Start the worker processes now rather than on the first job."""
+        for future in [self.pool.submit(xgboost_algorithm.warm_up) for _ in range(self.workers)]:
+            future.result()
+
+    def submit(self, job: TrainingJob) -> None:
+        self.threads.submit(self._run, job)
+
+    def shutdown(self) -> None:
+        self.threads.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # one job -------------------------------------------------------------------------------------
+
+    def _run(self, job: TrainingJob) -> None:
+        backend = self.backend
+        log = JobLog(self.clients, job.name)
+        try:
+            request = job.request
+            image = request["AlgorithmSpecification"].get("TrainingImage", "")
+            match = XGBOOST_IMAGE.search(image)
+            if not match:
+                raise AlgorithmError(
+                    f"local mode runs only the built-in XGBoost algorithm (an image named "
+                    f"'<account>.dkr.ecr.<region>.amazonaws.com/sagemaker-xgboost:<version>'); got '{image or '(none)'}'"
+                )
+            job.start_time = time.time()
+            backend.record_transition(job, "Downloading", "Downloading input data")
+            log.write(f"Starting the built-in XGBoost algorithm, image version {match['version']} (local mode)")
+            channels, content_types = self._read_channels(request.get("InputDataConfig", []), log)
+            self._check_stop(job)
+            backend.record_transition(job, "Training", "Training image download completed. Training in progress.")
+            future = self.pool.submit(xgboost_algorithm.train, channels, content_types, request.get("HyperParameters", {}))
+            result = self._wait(job, future)
+            log.write_many(result.log_lines)
+            backend.record_transition(job, "Uploading", "Uploading generated training model")
+            artifact_uri = self._upload(request["OutputDataConfig"]["S3OutputPath"], job.name, result.artifact)
+            log.write(f"Model written to {artifact_uri} ({len(result.artifact):,} bytes)")
+            now = time.time()
+            metrics = [{"MetricName": name, "Value": value, "Timestamp": now} for name, value in result.metrics.items()]
+            backend.finish_training_job(job, "Completed", "Training job completed", metrics=metrics, model_artifact=artifact_uri)
+        except JobStopped as stop:
+            log.write(stop.message)
+            backend.finish_training_job(job, "Stopped", stop.message)
+            job.secondary_status = stop.secondary_status
+        except AlgorithmError as error:
+            log.write(error.reason)
+            backend.finish_training_job(job, "Failed", "Training job failed. " + error.reason, failure_reason=error.reason)
+        except Exception as exc:  # a bug of ours: fail the job, say so, keep the service up
+            log.write(traceback.format_exc())
+            reason = f"InternalServerError: local training failed unexpectedly: {exc!r}"
+            backend.finish_training_job(job, "Failed", reason, failure_reason=reason)
+        finally:
+            log.flush()
+
+    def _check_stop(self, job: TrainingJob) -> None:
+        if job.stop_requested:
+            raise JobStopped("Stopped", "Training job stopped on request")
+
+    def _wait(self, job: TrainingJob, future) -> xgboost_algorithm.TrainingResult:
+        limit = job.request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+        deadline = time.monotonic() + limit if limit else None
+        while True:
+            try:
+                return future.result(timeout=0.05)
+            except concurrent.futures.TimeoutError:
+                self._check_stop(job)
+                if deadline and time.monotonic() > deadline:
+                    raise JobStopped("MaxRuntimeExceeded", f"Training job reached MaxRuntimeInSeconds ({limit} s)") from None
+
+    def _read_channels(self, input_config: list[dict[str, Any]], log: JobLog):
+        s3 = self.clients.s3
+        channels: dict[str, list[tuple[str, bytes]]] = {}
+        content_types: dict[str, str | None] = {}
+        for channel in input_config:
+            name = channel["ChannelName"]
+            source = channel.get("DataSource", {}).get("S3DataSource")
+            if not source:
+                raise AlgorithmError(f"channel '{name}': local mode reads channels from S3 only")
+            if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+                raise AlgorithmError(f"channel '{name}': S3DataType {source['S3DataType']} is not supported locally")
+            bucket, prefix = split_s3_uri(source["S3Uri"])
+            files = []
+            try:
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                    for item in page.get("Contents", []):
+                        if item["Key"].endswith("/"):
+                            continue
+                        files.append((item["Key"], s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()))
+            except s3.exceptions.NoSuchBucket as exc:
+                raise AlgorithmError(f"channel '{name}': bucket '{bucket}' does not exist ({source['S3Uri']})") from exc
+            if not files:
+                raise AlgorithmError(f"channel '{name}' has no data: no objects under {source['S3Uri']}")
+            log.write(f"Channel {name}: {len(files)} file(s), {sum(len(d) for _, d in files):,} bytes from {source['S3Uri']}")
+            channels[name] = files
+            content_types[name] = channel.get("ContentType")
+        return channels, content_types
+
+    def _upload(self, output_path: str, job_name: str, artifact: bytes) -> str:
+        bucket, prefix = split_s3_uri(output_path)
+        key = f"{prefix.rstrip('/')}/{job_name}/output/model.tar.gz".lstrip("/")
+        try:
+            self.clients.s3.put_object(Bucket=bucket, Key=key, Body=artifact, ContentType="application/x-tar")
+        except self.clients.s3.exceptions.NoSuchBucket as exc:
+            raise AlgorithmError(f"the output bucket '{bucket}' does not exist ({output_path})") from exc
+        return f"s3://{bucket}/{key}"
+
+
+class JobLog:
+    """The job's log stream in CloudWatch Logs, where ``fit(wait=True)`` and ``logs()`` read it."""
+
+    def __init__(self, clients, job_name: str):
+        self.clients = clients
+        self.stream = f"{job_name}/algo-1-{int(time.time())}"
+        self.pending: list[dict[str, Any]] = []
+        self.created = False
+
+    def write(self, message: str) -> None:
+        self.pending.append({"timestamp": int(time.time() * 1000), "message": message})
+        self.flush()
+
+    def write_many(self, lines: list[str]) -> None:
+        stamp = int(time.time() * 1000)
+        self.pending.extend({"timestamp": stamp, "message": line} for line in lines)
+        self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        logs = self.clients.logs
+        try:
+            if not self.created:
+                try:
+                    logs.create_log_group(logGroupName=LOG_GROUP)
+                except logs.exceptions.ResourceAlreadyExistsException:
+                    pass
+                logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=self.stream)
+                self.created = True
+            logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=self.stream, logEvents=self.pending)
+            self.pending = []
+        except Exception:  # logs are best effort: never fail a job because of them
+            traceback.print_exc()

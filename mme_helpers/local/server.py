@@ -1,0 +1,180 @@
+"""The local AWS service: one process, one port on 127.0.0.1.
+
+Requests are routed by their SigV4 credential scope: ``sagemaker`` goes to our control plane
+(``X-Amz-Target: SageMaker.*``) or runtime (``/endpoints/{name}/invocations``); every other
+service (S3, STS, IAM, CloudWatch, CloudWatch Logs, ...) goes to moto's server, in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import unquote
+
+from .asgi import Request, Response
+from .aws_clients import ServiceClients
+from .config import HOST, ROLE_NAME, SDK_CONFIG_FILE, ServiceInfo, default_bucket, new_credentials, sdk_config_yaml
+from .metrics import MetricsPublisher
+from .runtime.hosting import Hosting
+from .runtime.invocations import InvocationHandler, endpoint_name_from_path
+from .sagemaker.errors import UnknownOperation
+from .sagemaker.models import SageMakerBackend
+from .sagemaker.responses import SageMakerResponses, error_response
+from .sagemaker.training import TrainingRunner
+from .sigv4 import credential_scope
+
+ASSUME_ROLE_POLICY = (
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"sagemaker.amazonaws.com"},'
+    '"Action":"sts:AssumeRole"}]}'
+)
+
+
+def moto_application():
+    """moto's own server app (the one ``moto_server`` runs), as ASGI."""
+    from a2wsgi import WSGIMiddleware
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    return WSGIMiddleware(DomainDispatcherApplication(create_backend_app), workers=8)
+
+
+class LocalAWS:
+    """The ASGI application: routing plus the services behind it."""
+
+    def __init__(self, info: ServiceInfo, home: Path, training_workers: int | None = None):
+        self.info = info
+        self.home = home
+        self.started = time.time()
+        self.ready = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.clients = ServiceClients(info.url, info.region, info.access_key_id, info.secret_access_key)
+        self.metrics = MetricsPublisher(self.clients)
+        self.training = TrainingRunner(self.clients, workers=training_workers)
+        self.hosting = Hosting(self.clients, home, info.region, self.metrics, lambda: self.loop)
+        self.backend = SageMakerBackend(info.region, training=self.training, hosting=self.hosting)
+        self.training.backend = self.backend
+        self.control_plane = SageMakerResponses(self.backend)
+        self.invocations = InvocationHandler(self.backend, self.metrics, info.region, self.hosting.executor)
+        self.moto = moto_application()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request = Request.from_scope(scope, receive)
+        service_scope = credential_scope(request.headers.get("authorization"), request.query_string)
+        if service_scope is not None and service_scope.service == "sagemaker":
+            response = await self._sagemaker(request)
+        elif request.path.startswith("/_local/"):
+            response = self._admin(request)
+        else:
+            await self.moto(scope, receive, send)
+            return
+        await response.send(send)
+
+    async def _sagemaker(self, request: Request) -> Response:
+        endpoint_name = endpoint_name_from_path(request.raw_path) if request.method == "POST" else None
+        if endpoint_name is not None:
+            return await self.invocations.handle(request, endpoint_name)
+        if request.headers.get("x-amz-target", "").startswith("SageMaker."):
+            return await self.control_plane.handle(request)
+        return error_response(UnknownOperation(f"{request.method} {request.path} is not a SageMaker operation"))
+
+    def _admin(self, request: Request) -> Response:
+        """What AWS does not show: health, and the models an endpoint has loaded right now."""
+        if request.path == "/_local/health":
+            return Response.json(
+                {"status": "ok" if self.ready else "starting", "pid": os.getpid(),
+                 "uptime_s": round(time.time() - self.started, 1)},
+                status=200 if self.ready else 503,
+            )
+        parts = request.path.split("/")
+        if len(parts) == 5 and parts[2] == "endpoints" and parts[4] == "models":
+            endpoint = self.backend.serving_endpoint(unquote(parts[3]))
+            if endpoint is None:
+                return Response.json({"message": f"no endpoint {parts[3]}"}, status=404)
+            runtime = endpoint.runtime
+            registry = runtime.registry if runtime is not None else None
+            answer = {"endpoint": endpoint.name, "status": endpoint.status}
+            if registry is not None:
+                answer.update(registry.snapshot())
+            return Response.json(answer)
+        return Response.json({"message": f"unknown local path {request.path}"}, status=404)
+
+    async def _lifespan(self, receive, send):
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.loop = asyncio.get_running_loop()
+                self.metrics.start()
+                threading.Thread(target=self._bootstrap, name="bootstrap", daemon=True).start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.metrics.stop()
+                self.training.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _bootstrap(self) -> None:
+        """The account's starting state: the role SageMaker runs as, and the SDK's default bucket."""
+        try:
+            self.training.warm_up()
+            iam = self.clients.iam
+            try:
+                iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=ASSUME_ROLE_POLICY)
+            except iam.exceptions.EntityAlreadyExistsException:
+                pass
+            s3 = self.clients.s3
+            bucket = default_bucket(self.info.region)
+            try:
+                s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": self.info.region})
+            except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+                pass
+            self.ready = True
+        except Exception as exc:  # the service still serves; the log says what went wrong
+            print(f"bootstrap failed: {exc!r}", file=sys.stderr, flush=True)
+
+
+def serve(home: Path, port: int, region: str, training_workers: int | None = None) -> None:
+    """Bind, publish ``service.json``, and serve until SIGTERM."""
+    import uvicorn
+    import xgboost  # noqa: F401  (loaded once here, not on the first cold model load)
+
+    home.mkdir(parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((HOST, port))
+    except OSError as exc:
+        print(f"cannot listen on {HOST}:{port}: {exc.strerror}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    sock.listen(1024)
+    key, secret = new_credentials()
+    info = ServiceInfo(
+        pid=os.getpid(), port=sock.getsockname()[1], region=region, access_key_id=key,
+        secret_access_key=secret, started_at=time.time(), home=str(home),
+    )
+    (home / SDK_CONFIG_FILE).write_text(sdk_config_yaml(region))
+    app = LocalAWS(info, home, training_workers)
+    config = uvicorn.Config(
+        app, loop="uvloop", http="httptools", lifespan="on", log_level="warning", access_log=False,
+        timeout_keep_alive=75, server_header=False, date_header=False,
+    )
+    server = uvicorn.Server(config)
+    print(f"local AWS service listening on {info.url} (pid {info.pid}, region {region})", flush=True)
+    info.save(home)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        current = ServiceInfo.load(home)
+        if current is not None and current.pid == os.getpid():
+            (home / "service.json").unlink(missing_ok=True)
+        print("local AWS service stopped", flush=True)

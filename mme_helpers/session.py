@@ -1,0 +1,143 @@
+"""The mode switch: the one call at the top of every notebook.
+
+``local`` starts (or finds) the local AWS service and points botocore and the SageMaker SDK at it
+through the standard environment variables; ``aws`` changes nothing. Everything after this call
+is the same code in both modes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+MODES = ("local", "aws")
+
+
+class ModeError(ValueError):
+    """A mode or its settings that cannot work."""
+
+
+@dataclass
+class Context:
+    """What a notebook needs after setup: sessions, role, bucket, and how patiently to poll."""
+
+    mode: str
+    region: str
+    role: str
+    bucket: str
+    boto_session: Any
+    sagemaker_session: Any
+    poll_seconds: float
+    service_url: str | None = None
+
+    def client(self, name: str):
+        return self.boto_session.client(name)
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "mode": self.mode, "region": self.region, "role": self.role, "bucket": self.bucket,
+            "endpoint": self.service_url or "AWS",
+        }
+
+
+def setup(mode: str = "local", role: str | None = None, region: str | None = None) -> Context:
+    """Prepare the session for ``mode``; in local mode the local service is started if needed."""
+    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    warnings.filterwarnings("ignore", message=".*pkg_resources.*")
+    if mode not in MODES:
+        raise ModeError(f"MODE must be one of {MODES}, got {mode!r}")
+    return _local(region) if mode == "local" else _aws(role, region)
+
+
+def _local(region: str | None) -> Context:
+    from .local import client_environment, default_home, start
+    from .local.config import DEFAULT_REGION, ROLE_ARN, clear_variables
+
+    home = default_home()
+    info, _ = start(home, region=region or DEFAULT_REGION)
+    for name in clear_variables():
+        os.environ.pop(name, None)
+    os.environ.update(client_environment(info, home))
+    boto_session, sagemaker_session = _sessions(info.region)
+    return Context(
+        mode="local",
+        region=info.region,
+        role=ROLE_ARN,
+        bucket=sagemaker_session.default_bucket(),
+        boto_session=boto_session,
+        sagemaker_session=sagemaker_session,
+        poll_seconds=1.0,
+        service_url=info.url,
+    )
+
+
+def _aws(role: str | None, region: str | None) -> Context:
+    leftovers = [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]
+    if leftovers:
+        raise ModeError(
+            f"MODE='aws' but {', '.join(sorted(leftovers))} point(s) the SDK elsewhere "
+            "(left from local mode?); unset them or restart the kernel"
+        )
+    boto_session, sagemaker_session = _sessions(region)
+    if not role:
+        from sagemaker import get_execution_role
+
+        try:
+            role = get_execution_role(sagemaker_session)
+        except ValueError as exc:
+            raise ModeError(
+                "MODE='aws' outside SageMaker needs ROLE: the ARN of an IAM role SageMaker can assume "
+                "(with S3 access to the bucket)"
+            ) from exc
+    return Context(
+        mode="aws",
+        region=boto_session.region_name,
+        role=role,
+        bucket=sagemaker_session.default_bucket(),
+        boto_session=boto_session,
+        sagemaker_session=sagemaker_session,
+        poll_seconds=30.0,
+    )
+
+
+def _quiet_sdk() -> None:
+    """Keep the SDK's useful INFO lines, drop the ones about its own config and telemetry."""
+    for name in ("sagemaker.config", "sagemaker.telemetry", "botocore.configprovider", "botocore.credentials"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _memoize_sdk_config_validation() -> None:
+    """The SDK re-validates its config file against a JSON schema on every lookup (~0.17 s, ten
+    lookups per ``fit``). Validation of the same config always gives the same answer: remember it."""
+    import sagemaker.utils
+
+    validate = sagemaker.utils.validate_sagemaker_config
+    if getattr(validate, "memoized", False):
+        return
+    valid: set[str] = set()
+
+    def memoized(config=None):
+        key = json.dumps(config, sort_keys=True, default=str)
+        if key not in valid:
+            validate(config)
+            valid.add(key)
+
+    memoized.memoized = True
+    sagemaker.utils.validate_sagemaker_config = memoized
+
+
+def _sessions(region: str | None):
+    _quiet_sdk()
+    import boto3
+    import sagemaker
+
+    _memoize_sdk_config_validation()
+
+    boto_session = boto3.Session(region_name=region) if region else boto3.Session()
+    if not boto_session.region_name:
+        raise ModeError("no AWS region configured: set AWS_DEFAULT_REGION or pass REGION")
+    return boto_session, sagemaker.Session(boto_session=boto_session)
