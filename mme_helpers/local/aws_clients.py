@@ -7,18 +7,10 @@ and writes exactly what a user's would be.
 from __future__ import annotations
 
 from functools import cached_property
-from urllib.parse import urlparse
-
 import boto3
 from botocore.config import Config
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/some/key`` -> ``("bucket", "some/key")``."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise ValueError(f"not an S3 URI: {uri!r} (expected s3://bucket/key)")
-    return parsed.netloc, parsed.path.lstrip("/")
 
 
 class ServiceClients:

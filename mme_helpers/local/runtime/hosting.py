@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..aws_clients import split_s3_uri
+from ...s3uri import split_s3_uri
 from ..sagemaker.training import XGBOOST_IMAGE
 from .artifacts import ArtifactError, LoadedModel, extract, load_models
 from .instance_types import DEFAULT_DISK_BYTES, model_memory_budget

@@ -6,6 +6,8 @@ hand-written client gets wrong is refused with the ValidationException AWS would
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import datetime as dt
 import json
 from typing import Any, Callable
@@ -89,6 +91,7 @@ class SageMakerResponses:
     def __init__(self, backend: SageMakerBackend):
         self.backend = backend
         self.validator = _Validator()
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="control-plane")
         self.operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             name: getattr(self, name) for name in dir(self) if name[:1].isupper()
         }
@@ -107,7 +110,10 @@ class SageMakerResponses:
             if not isinstance(params, dict):
                 raise SerializationException("The request body must be a JSON object.")
             self.validator.check(operation, params)
-            return Response.json(handler(params), content_type="application/x-amz-json-1.1")
+            # Off the event loop: a handler may wait for the loop itself (tearing down an endpoint
+            # publishes its last metrics through the service's own CloudWatch).
+            result = await asyncio.get_running_loop().run_in_executor(self.executor, handler, params)
+            return Response.json(result, content_type="application/x-amz-json-1.1")
         except SageMakerError as error:
             return error_response(error)
 

@@ -11,7 +11,7 @@ import time
 import traceback
 from typing import Any
 
-from ..aws_clients import split_s3_uri
+from ...s3uri import split_s3_uri
 from . import xgboost_algorithm
 from .models import SageMakerBackend, TrainingJob
 from .xgboost_algorithm import AlgorithmError

@@ -1,0 +1,121 @@
+"""Clean-up by name: find everything a run made, delete it in an order that works, and check
+that nothing is left. Safe to run twice, and after a run that stopped halfway."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+from botocore.exceptions import ClientError
+
+from .naming import RunNames
+
+TRAINING_JOB_NOTE = "kept: SageMaker has no call that deletes training jobs (they cost nothing)"
+
+
+def _missing(error: ClientError) -> bool:
+    message = error.response["Error"].get("Message", "")
+    return error.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound") and (
+        "Could not find" in message or "not found" in message.lower()
+    )
+
+
+def _exists(describe, **name) -> bool:
+    try:
+        describe(**name)
+        return True
+    except ClientError as error:
+        if _missing(error):
+            return False
+        raise
+
+
+def inventory(sagemaker_client, s3_client, bucket: str, names: RunNames, locations=(), versions=("", "v2")) -> pd.DataFrame:
+    """Everything of this run, by exact name: endpoint, endpoint config, model, S3 objects, jobs."""
+    rows = []
+    for kind, describe, argument, name in (
+        ("endpoint", sagemaker_client.describe_endpoint, "EndpointName", names.endpoint),
+        ("endpoint config", sagemaker_client.describe_endpoint_config, "EndpointConfigName", names.endpoint_config),
+        ("model", sagemaker_client.describe_model, "ModelName", names.model),
+    ):
+        if _exists(describe, **{argument: name}):
+            rows.append({"kind": kind, "name": name})
+    patterns = [names.job_pattern(location, version) for location in locations for version in versions]
+    paginator = sagemaker_client.get_paginator("list_training_jobs")
+    for page in paginator.paginate(NameContains=f"{names.run}-"):
+        for job in page["TrainingJobSummaries"]:
+            if any(p.match(job["TrainingJobName"]) for p in patterns):
+                rows.append({"kind": "training job", "name": job["TrainingJobName"]})
+    count, size = 0, 0
+    try:
+        for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=names.s3_prefix + "/"):
+            for item in page.get("Contents", []):
+                count += 1
+                size += item["Size"]
+    except s3_client.exceptions.NoSuchBucket:
+        pass
+    if count:
+        rows.append({"kind": "S3 objects", "name": f"s3://{bucket}/{names.s3_prefix}/ ({count} objects, {size / 1024:.0f} KB)"})
+    return pd.DataFrame(rows, columns=["kind", "name"])
+
+
+def delete_endpoint_resources(sagemaker_client, endpoint_name: str, config_name: str, model_name: str,
+                              poll_seconds: float = 1.0) -> list[str]:
+    """Endpoint, then its config, then the model; a missing one is fine. Returns what was deleted."""
+    deleted = []
+    try:
+        sagemaker_client.delete_endpoint(EndpointName=endpoint_name)
+        deleted.append(f"endpoint {endpoint_name}")
+        _wait_gone(sagemaker_client, endpoint_name, poll_seconds)
+    except ClientError as error:
+        if not _missing(error):
+            raise
+    for call, argument, label, name in (
+        (sagemaker_client.delete_endpoint_config, "EndpointConfigName", "endpoint config", config_name),
+        (sagemaker_client.delete_model, "ModelName", "model", model_name),
+    ):
+        try:
+            call(**{argument: name})
+            deleted.append(f"{label} {name}")
+        except ClientError as error:
+            if not _missing(error):
+                raise
+    return deleted
+
+
+def _wait_gone(sagemaker_client, endpoint_name: str, poll_seconds: float, max_minutes: float = 20) -> None:
+    deadline = time.monotonic() + max_minutes * 60
+    while time.monotonic() < deadline:
+        try:
+            sagemaker_client.describe_endpoint(EndpointName=endpoint_name)
+        except ClientError as error:
+            if _missing(error):
+                return
+            raise
+        time.sleep(poll_seconds)
+    raise TimeoutError(f"endpoint {endpoint_name} still exists after {max_minutes} minutes")
+
+
+def delete_run(sagemaker_client, s3_client, bucket: str, names: RunNames, poll_seconds: float = 1.0) -> pd.DataFrame:
+    """Delete everything of the run that costs money or storage; return what was done."""
+    actions = delete_endpoint_resources(
+        sagemaker_client, names.endpoint, names.endpoint_config, names.model, poll_seconds
+    )
+    deleted_objects = 0
+    try:
+        paginator = s3_client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=names.s3_prefix + "/"):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                s3_client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+                deleted_objects += len(keys)
+    except s3_client.exceptions.NoSuchBucket:
+        pass
+    if deleted_objects:
+        actions.append(f"S3 objects under s3://{bucket}/{names.s3_prefix}/ ({deleted_objects})")
+    return pd.DataFrame({"deleted": actions}, columns=["deleted"])
+
+
+def leftovers(sagemaker_client, s3_client, bucket: str, names: RunNames) -> pd.DataFrame:
+    """What is still there after the clean-up; training jobs are not looked for (they cannot be deleted)."""
+    return inventory(sagemaker_client, s3_client, bucket, names)

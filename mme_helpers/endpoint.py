@@ -1,0 +1,83 @@
+"""Endpoint bookkeeping for the notebooks: waiting, what the endpoint can serve, what it has
+loaded, and a guarded ``add_model``."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+
+import pandas as pd
+
+from .s3uri import split_s3_uri
+
+
+class ModelKeyExists(FileExistsError):
+    """The relative key already holds a model: overwriting it would not reach a cached copy."""
+
+
+def wait_for_endpoint(sagemaker_client, endpoint_name: str, poll_seconds: float, max_minutes: float = 30) -> dict:
+    """boto3's ``endpoint_in_service`` waiter (checks at once, then every ``poll_seconds``)."""
+    waiter = sagemaker_client.get_waiter("endpoint_in_service")
+    attempts = max(1, int(max_minutes * 60 / poll_seconds))
+    waiter.wait(EndpointName=endpoint_name, WaiterConfig={"Delay": poll_seconds, "MaxAttempts": attempts})
+    return sagemaker_client.describe_endpoint(EndpointName=endpoint_name)
+
+
+def object_exists(s3_client, bucket: str, key: str) -> bool:
+    try:
+        s3_client.head_object(Bucket=bucket, Key=key)
+        return True
+    except s3_client.exceptions.ClientError as error:
+        if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+
+
+def add_model(mme, model_data_source: str, model_data_path: str, overwrite: bool = False) -> str:
+    """``MultiDataModel.add_model`` that refuses to overwrite an existing key unless asked.
+
+    An endpoint that already loaded (or cached on disk) the old artifact keeps serving it after
+    an overwrite; a new key is the only way to be sure the new model is the one invoked.
+    """
+    bucket, prefix = split_s3_uri(mme.model_data_prefix)
+    key = prefix + model_data_path
+    s3 = mme.sagemaker_session.boto_session.client("s3")
+    if not overwrite and object_exists(s3, bucket, key):
+        raise ModelKeyExists(
+            f"s3://{bucket}/{key} already exists. An endpoint that has loaded it would keep serving the old "
+            "model after an overwrite: add the new model under a new name (e.g. ..._v2.tar.gz), "
+            "or pass overwrite=True if you know no endpoint has it cached."
+        )
+    return mme.add_model(model_data_source=model_data_source, model_data_path=model_data_path)
+
+
+def model_catalog(s3_client, model_data_prefix: str) -> pd.DataFrame:
+    """What the endpoint can serve: S3 prefix + relative key = model."""
+    bucket, prefix = split_s3_uri(model_data_prefix)
+    rows = []
+    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            rows.append(
+                {
+                    "target_model (relative key)": item["Key"][len(prefix):],
+                    "S3 object": f"s3://{bucket}/{item['Key']}",
+                    "size_kb": round(item["Size"] / 1024, 1),
+                }
+            )
+    return pd.DataFrame(rows, columns=["target_model (relative key)", "S3 object", "size_kb"])
+
+
+def loaded_models(endpoint_name: str) -> pd.DataFrame:
+    """Local mode only: the models the endpoint has in memory or on disk, with hits, misses and
+    load times per model (AWS publishes endpoint-wide metrics only)."""
+    url = os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")
+    if not url:
+        raise RuntimeError("per-model state is shown by local mode only (AWS has no per-model metrics)")
+    with urllib.request.urlopen(f"{url}/_local/endpoints/{endpoint_name}/models", timeout=10) as response:
+        state = json.load(response)
+    columns = ["target", "state", "hits", "misses", "loads", "evictions", "download_ms", "load_ms", "size_bytes"]
+    frame = pd.DataFrame(state.get("models", []), columns=columns + ["last_used"])
+    frame = frame.sort_values("target")[columns].set_index("target")
+    frame.attrs.update({k: v for k, v in state.items() if k != "models"})
+    return frame

@@ -1,0 +1,112 @@
+"""Run the notebooks in order with papermill: ``python -m mme_helpers.suite`` (what ``make run`` does).
+
+Each executed notebook goes to ``runs/<RUN_NAME>/``. The run stops at the first failing notebook
+with a non-zero exit; in AWS mode the clean-up notebook runs even then, so that no paid endpoint
+is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+CLEANUP = "06_cleanup.ipynb"
+
+
+def notebooks() -> list[Path]:
+    return sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def declared_parameters(path: Path) -> set[str]:
+    import papermill
+
+    return set(papermill.inspect_notebook(str(path)))
+
+
+def parse_value(text: str):
+    """``-p NAME VALUE``: a Python literal if it is one (numbers, lists), else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def strip_run_metadata(path: Path) -> None:
+    """Drop papermill's per-cell timings so that committed notebooks change only when outputs do."""
+    notebook = json.loads(path.read_text())
+    notebook["metadata"].pop("papermill", None)
+    for cell in notebook["cells"]:
+        cell.get("metadata", {}).pop("papermill", None)
+        cell.get("metadata", {}).pop("execution", None)
+    path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+
+
+def run(mode: str, run_name: str, role: str | None, extra: dict, in_place: bool, only: list[str]) -> int:
+    import papermill
+
+    selected = [p for p in notebooks() if not only or any(p.name.startswith(o) for o in only)]
+    out_dir = NOTEBOOKS if in_place else ROOT / "runs" / run_name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = {"MODE": mode, "RUN_NAME": run_name, **({"ROLE": role} if role else {})}
+    failed = None
+    started_all = time.perf_counter()
+    for index, path in enumerate(selected, start=1):
+        declared = declared_parameters(path)
+        parameters = {k: v for k, v in {**base, **extra}.items() if k in declared}
+        if in_place:
+            parameters = {k: v for k, v in extra.items() if k in declared}  # committed outputs use the defaults
+        output = out_dir / path.name
+        print(f"[{index}/{len(selected)}] {path.name}  {parameters or ''}", flush=True)
+        started = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(path), str(output), parameters=parameters, cwd=str(NOTEBOOKS), progress_bar=True,
+                kernel_name="python3", request_save_on_cell_execute=False,
+            )
+        except papermill.PapermillExecutionError as error:
+            failed = (path.name, error)
+            print(f"\nFAILED: {path.name}, cell {error.exec_count}: {error.ename}: {error.evalue}\n"
+                  f"The executed notebook, with the error in place, is {output}", file=sys.stderr, flush=True)
+            break
+        finally:
+            if in_place and output.exists():
+                strip_run_metadata(output)
+        print(f"      done in {time.perf_counter() - started:.1f} s -> {output.relative_to(ROOT)}", flush=True)
+    if failed and mode == "aws" and failed[0] != CLEANUP:
+        cleanup = NOTEBOOKS / CLEANUP
+        print(f"AWS mode: running {CLEANUP} so that nothing billable is left behind", file=sys.stderr, flush=True)
+        try:
+            papermill.execute_notebook(str(cleanup), str(out_dir / CLEANUP), parameters=base, cwd=str(NOTEBOOKS),
+                                       kernel_name="python3")
+        except papermill.PapermillExecutionError as error:
+            print(f"the clean-up failed too ({error.ename}: {error.evalue}); check the AWS console", file=sys.stderr)
+    total = time.perf_counter() - started_all
+    if failed:
+        print(f"run '{run_name}' stopped at {failed[0]} after {total:.0f} s", file=sys.stderr)
+        return 1
+    print(f"run '{run_name}' ({mode} mode): {len(selected)} notebooks in {total:.0f} s; outputs in {out_dir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mme_helpers.suite", description=__doc__)
+    parser.add_argument("--mode", default="local", choices=("local", "aws"))
+    parser.add_argument("--run-name", default="demo")
+    parser.add_argument("--role", default=None, help="AWS mode: the SageMaker execution role ARN")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="a notebook parameter, passed to the notebooks that declare it")
+    parser.add_argument("--only", action="append", default=[], help="run only notebooks whose name starts so")
+    parser.add_argument("--in-place", action="store_true", help="execute into notebooks/ (refresh committed outputs)")
+    args = parser.parse_args(argv)
+    extra = {name: parse_value(value) for name, value in args.parameter}
+    return run(args.mode, args.run_name, args.role, extra, args.in_place, args.only)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
