@@ -119,3 +119,15 @@ def delete_run(sagemaker_client, s3_client, bucket: str, names: RunNames, poll_s
 def leftovers(sagemaker_client, s3_client, bucket: str, names: RunNames) -> pd.DataFrame:
     """What is still there after the clean-up; training jobs are not looked for (they cannot be deleted)."""
     return inventory(sagemaker_client, s3_client, bucket, names)
+
+
+def stop_local_service(mode: str, requested: bool) -> str:
+    """Local mode, if asked: stop the local AWS service. AWS mode has nothing to stop."""
+    if mode != "local":
+        return "AWS mode: no local service"
+    if not requested:
+        return "the local service keeps running (python -m mme_helpers.local stop stops it)"
+    from . import local
+
+    stopped = local.stop()
+    return f"stopped the local service (pid {stopped.pid})" if stopped else "the local service was not running"

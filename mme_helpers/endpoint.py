@@ -69,15 +69,21 @@ def model_catalog(s3_client, model_data_prefix: str) -> pd.DataFrame:
 
 
 def loaded_models(endpoint_name: str) -> pd.DataFrame:
-    """Local mode only: the models the endpoint has in memory or on disk, with hits, misses and
-    load times per model (AWS publishes endpoint-wide metrics only)."""
+    """The models the endpoint has in memory or on disk, with hits, misses and load times per
+    model. Only local mode can show this (AWS publishes endpoint-wide metrics only): in AWS mode
+    the table is empty and ``attrs["summary"]`` says why."""
+    columns = ["target", "state", "hits", "misses", "loads", "evictions", "download_ms", "load_ms", "size_bytes"]
     url = os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")
     if not url:
-        raise RuntimeError("per-model state is shown by local mode only (AWS has no per-model metrics)")
+        frame = pd.DataFrame(columns=columns).set_index("target")
+        frame.attrs["summary"] = "AWS shows no per-model state; see the endpoint's CloudWatch metrics"
+        return frame
     with urllib.request.urlopen(f"{url}/_local/endpoints/{endpoint_name}/models", timeout=10) as response:
         state = json.load(response)
-    columns = ["target", "state", "hits", "misses", "loads", "evictions", "download_ms", "load_ms", "size_bytes"]
-    frame = pd.DataFrame(state.get("models", []), columns=columns + ["last_used"])
-    frame = frame.sort_values("target")[columns].set_index("target")
+    frame = pd.DataFrame(state.get("models", []), columns=columns).sort_values("target").set_index("target")
     frame.attrs.update({k: v for k, v in state.items() if k != "models"})
+    frame.attrs["summary"] = (
+        f"{len(state.get('loaded_models', []))} models in memory, using {state['memory_used_bytes'] / 1024:,.0f} KB "
+        f"of the endpoint's {state['memory_budget_bytes'] / 2**30:,.1f} GB budget"
+    )
     return frame

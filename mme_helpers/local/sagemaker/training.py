@@ -7,6 +7,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import re
+import threading
 import time
 import traceback
 from typing import Any
@@ -30,30 +31,32 @@ class JobStopped(Exception):
 
 
 class TrainingRunner:
-    """A thread a job for the I/O, and a process pool sized to the cores for XGBoost itself."""
+    """A thread a job for the I/O, and a process a job for XGBoost itself, at most one per core.
+
+    Processes come from a fork server that has already imported XGBoost, so a job starts in
+    milliseconds and can be terminated when it is stopped or runs out of time.
+    """
 
     def __init__(self, clients, workers: int | None = None):
         self.clients = clients
         self.backend: SageMakerBackend | None = None
         self.workers = workers or os.cpu_count() or 1
-        self.pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=xgboost_algorithm.warm_up,
-        )
+        self.slots = threading.BoundedSemaphore(self.workers)
+        self.context = multiprocessing.get_context("forkserver")
+        self.context.set_forkserver_preload(["mme_helpers.local.sagemaker.xgboost_algorithm", "xgboost", "pandas"])
         self.threads = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="training")
 
     def warm_up(self) -> None:
-        """Start the worker processes now rather than on the first job."""
-        for future in [self.pool.submit(xgboost_algorithm.warm_up) for _ in range(self.workers)]:
-            future.result()
+        """Start the fork server (and its XGBoost import) now rather than on the first job."""
+        process = self.context.Process(target=xgboost_algorithm.warm_up)
+        process.start()
+        process.join()
 
     def submit(self, job: TrainingJob) -> None:
         self.threads.submit(self._run, job)
 
     def shutdown(self) -> None:
         self.threads.shutdown(wait=False, cancel_futures=True)
-        self.pool.shutdown(wait=False, cancel_futures=True)
 
     # one job -------------------------------------------------------------------------------------
 
@@ -75,8 +78,7 @@ class TrainingRunner:
             channels, content_types = self._read_channels(request.get("InputDataConfig", []), log)
             self._check_stop(job)
             backend.record_transition(job, "Training", "Training image download completed. Training in progress.")
-            future = self.pool.submit(xgboost_algorithm.train, channels, content_types, request.get("HyperParameters", {}))
-            result = self._wait(job, future)
+            result = self._train(job, channels, content_types)
             log.write_many(result.log_lines)
             backend.record_transition(job, "Uploading", "Uploading generated training model")
             artifact_uri = self._upload(request["OutputDataConfig"]["S3OutputPath"], job.name, result.artifact)
@@ -102,16 +104,36 @@ class TrainingRunner:
         if job.stop_requested:
             raise JobStopped("Stopped", "Training job stopped on request")
 
-    def _wait(self, job: TrainingJob, future) -> xgboost_algorithm.TrainingResult:
+    def _train(self, job: TrainingJob, channels, content_types) -> xgboost_algorithm.TrainingResult:
+        """Train in a child process; stop it when the job is stopped or reaches its time limit."""
         limit = job.request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
-        deadline = time.monotonic() + limit if limit else None
-        while True:
+        with self.slots:
+            receiver, sender = self.context.Pipe(duplex=False)
+            process = self.context.Process(
+                target=_train_in_child,
+                args=(sender, channels, content_types, job.request.get("HyperParameters", {})),
+                name=f"train-{job.name}",
+            )
+            process.start()
+            sender.close()
+            deadline = time.monotonic() + limit if limit else None
             try:
-                return future.result(timeout=0.05)
-            except concurrent.futures.TimeoutError:
-                self._check_stop(job)
-                if deadline and time.monotonic() > deadline:
-                    raise JobStopped("MaxRuntimeExceeded", f"Training job reached MaxRuntimeInSeconds ({limit} s)") from None
+                while not receiver.poll(0.05):
+                    if not process.is_alive() and not receiver.poll(0):
+                        raise AlgorithmError(
+                            f"the training process exited with code {process.exitcode} (out of memory?)", False)
+                    self._check_stop(job)
+                    if deadline and time.monotonic() > deadline:
+                        raise JobStopped("MaxRuntimeExceeded", f"Training job reached MaxRuntimeInSeconds ({limit} s)")
+                outcome = receiver.recv()
+            finally:
+                if process.is_alive():
+                    process.terminate()
+                process.join(5)
+                receiver.close()
+        if isinstance(outcome, AlgorithmError):
+            raise outcome
+        return outcome
 
     def _read_channels(self, input_config: list[dict[str, Any]], log: JobLog):
         s3 = self.clients.s3
@@ -149,6 +171,18 @@ class TrainingRunner:
         except self.clients.s3.exceptions.NoSuchBucket as exc:
             raise AlgorithmError(f"the output bucket '{bucket}' does not exist ({output_path})") from exc
         return f"s3://{bucket}/{key}"
+
+
+def _train_in_child(sender, channels, content_types, hyperparameters) -> None:
+    """The child process: train and send back the result, or the AlgorithmError that says why not."""
+    try:
+        outcome = xgboost_algorithm.train(channels, content_types, hyperparameters)
+    except AlgorithmError as error:
+        outcome = error
+    except Exception as exc:  # XGBoost or data failures we did not foresee: still the user's answer
+        outcome = AlgorithmError(f"{type(exc).__name__}: {exc}", client_error=False)
+    sender.send(outcome)
+    sender.close()
 
 
 class JobLog:

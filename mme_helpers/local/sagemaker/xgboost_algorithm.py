@@ -48,8 +48,11 @@ class AlgorithmError(Exception):
     """Why a training job failed, worded for the user (it becomes the job's FailureReason)."""
 
     def __init__(self, reason: str, client_error: bool = True):
-        super().__init__(reason)
+        super().__init__(reason, client_error)  # both in args: the error crosses a process boundary
         self.reason = ("ClientError: " if client_error else "AlgorithmError: ") + reason
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 @dataclass
