@@ -55,12 +55,15 @@ def inventory(sagemaker_client, s3_client, bucket: str, names: RunNames, locatio
     except s3_client.exceptions.NoSuchBucket:
         pass
     if count:
-        rows.append({"kind": "S3 objects", "name": f"s3://{bucket}/{names.s3_prefix}/ ({count} objects, {size / 1024:.0f} KB)"})
+        rows.append(
+            {"kind": "S3 objects", "name": f"s3://{bucket}/{names.s3_prefix}/ ({count} objects, {size / 1024:.0f} KB)"}
+        )
     return pd.DataFrame(rows, columns=["kind", "name"])
 
 
-def delete_endpoint_resources(sagemaker_client, endpoint_name: str, config_name: str, model_name: str,
-                              poll_seconds: float = 1.0) -> list[str]:
+def delete_endpoint_resources(
+    sagemaker_client, endpoint_name: str, config_name: str, model_name: str, poll_seconds: float = 1.0
+) -> list[str]:
     """Endpoint, then its config, then the model; a missing one is fine. Returns what was deleted."""
     deleted = []
     try:
@@ -98,9 +101,7 @@ def _wait_gone(sagemaker_client, endpoint_name: str, poll_seconds: float, max_mi
 
 def delete_run(sagemaker_client, s3_client, bucket: str, names: RunNames, poll_seconds: float = 1.0) -> pd.DataFrame:
     """Delete everything of the run that costs money or storage; return what was done."""
-    actions = delete_endpoint_resources(
-        sagemaker_client, names.endpoint, names.endpoint_config, names.model, poll_seconds
-    )
+    actions = delete_endpoint_resources(sagemaker_client, names.endpoint, names.endpoint_config, names.model, poll_seconds)
     deleted_objects = 0
     try:
         paginator = s3_client.get_paginator("list_objects_v2")

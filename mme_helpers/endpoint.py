@@ -60,7 +60,7 @@ def model_catalog(s3_client, model_data_prefix: str) -> pd.DataFrame:
         for item in page.get("Contents", []):
             rows.append(
                 {
-                    "target_model (relative key)": item["Key"][len(prefix):],
+                    "target_model (relative key)": item["Key"][len(prefix) :],
                     "S3 object": f"s3://{bucket}/{item['Key']}",
                     "size_kb": round(item["Size"] / 1024, 1),
                 }

@@ -13,8 +13,15 @@ import pandas as pd
 from botocore.exceptions import ClientError
 
 ENDPOINT_METRICS = (
-    "Invocations", "ModelCacheHit", "ModelLatency", "OverheadLatency", "ModelDownloadingTime",
-    "ModelLoadingTime", "ModelLoadingWaitTime", "ModelUnloadingTime", "Invocation4XXErrors",
+    "Invocations",
+    "ModelCacheHit",
+    "ModelLatency",
+    "OverheadLatency",
+    "ModelDownloadingTime",
+    "ModelLoadingTime",
+    "ModelLoadingWaitTime",
+    "ModelUnloadingTime",
+    "Invocation4XXErrors",
     "InvocationModelErrors",
 )
 
@@ -24,7 +31,9 @@ def csv_row(features: Sequence[float]) -> str:
     return ",".join(map(str, features)) + "\n"
 
 
-def predict_one_house_value(runtime_client, endpoint_name: str, features: Sequence[float], model_name: str) -> tuple[float, float]:
+def predict_one_house_value(
+    runtime_client, endpoint_name: str, features: Sequence[float], model_name: str
+) -> tuple[float, float]:
     """The example's boto3 call path: CSV in, no Accept, so the container answers a JSON list.
 
     Returns the predicted price and the round trip in milliseconds.
@@ -57,29 +66,46 @@ def time_invocations(
             started = time.perf_counter()
             predict(features, target)
             warm.append((time.perf_counter() - started) * 1000)
-        rows.append({"target_model": target, "price": round(float(price), 2), "cold_ms": round(cold_ms, 1),
-                     "warm_ms_median": round(statistics.median(warm), 2)})
+        rows.append(
+            {
+                "target_model": target,
+                "price": round(float(price), 2),
+                "cold_ms": round(cold_ms, 1),
+                "warm_ms_median": round(statistics.median(warm), 2),
+            }
+        )
     return pd.DataFrame(rows).set_index("target_model")
 
 
 def endpoint_metrics(cloudwatch_client, endpoint_name: str, variant: str = "AllTraffic", minutes: int = 60) -> pd.DataFrame:
     """The MME metrics of the last ``minutes``, as CloudWatch has them (times in microseconds)."""
-    end = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)
+    end = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
     start = end - dt.timedelta(minutes=minutes)
     dimensions = [{"Name": "EndpointName", "Value": endpoint_name}, {"Name": "VariantName", "Value": variant}]
     rows = []
     for name in ENDPOINT_METRICS:
         points = cloudwatch_client.get_metric_statistics(
-            Namespace="AWS/SageMaker", MetricName=name, Dimensions=dimensions, StartTime=start, EndTime=end,
-            Period=60 * minutes, Statistics=["SampleCount", "Sum", "Average", "Maximum"],
+            Namespace="AWS/SageMaker",
+            MetricName=name,
+            Dimensions=dimensions,
+            StartTime=start,
+            EndTime=end,
+            Period=60 * minutes,
+            Statistics=["SampleCount", "Sum", "Average", "Maximum"],
         )["Datapoints"]
         if not points:
             continue
         count = sum(p["SampleCount"] for p in points)
         total = sum(p["Sum"] for p in points)
-        rows.append({"metric": name, "samples": int(count), "sum": round(total, 1),
-                     "average": round(total / count, 3) if count else None,
-                     "maximum": round(max(p["Maximum"] for p in points), 1)})
+        rows.append(
+            {
+                "metric": name,
+                "samples": int(count),
+                "sum": round(total, 1),
+                "average": round(total / count, 3) if count else None,
+                "maximum": round(max(p["Maximum"] for p in points), 1),
+            }
+        )
     return pd.DataFrame(rows, columns=["metric", "samples", "sum", "average", "maximum"]).set_index("metric")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,10 @@ class Context:
 
     def describe(self) -> dict[str, str]:
         return {
-            "mode": self.mode, "region": self.region, "role": self.role, "bucket": self.bucket,
+            "mode": self.mode,
+            "region": self.region,
+            "role": self.role,
+            "bucket": self.bucket,
             "endpoint": self.service_url or "AWS",
         }
 
@@ -56,6 +60,13 @@ def setup(mode: str = "local", role: str | None = None, region: str | None = Non
 def _local(region: str | None) -> Context:
     from .local import client_environment, default_home, start
     from .local.config import DEFAULT_REGION, ROLE_ARN, clear_variables
+
+    if "sagemaker" in sys.modules and "AWS_ENDPOINT_URL" not in os.environ:
+        warnings.warn(
+            "sagemaker was imported before setup('local'): its import creates a boto3 session, which may "
+            "have looked for AWS credentials on the network. Call setup() first.",
+            stacklevel=3,
+        )
 
     home = default_home()
     info, _ = start(home, region=region or DEFAULT_REGION)

@@ -66,13 +66,22 @@ def run(mode: str, run_name: str, role: str | None, extra: dict, in_place: bool,
         started = time.perf_counter()
         try:
             papermill.execute_notebook(
-                str(path), str(output), parameters=parameters, cwd=str(NOTEBOOKS), progress_bar=True,
-                kernel_name="python3", request_save_on_cell_execute=False,
+                str(path),
+                str(output),
+                parameters=parameters,
+                cwd=str(NOTEBOOKS),
+                progress_bar=True,
+                kernel_name="python3",
+                request_save_on_cell_execute=False,
             )
         except papermill.PapermillExecutionError as error:
             failed = (path.name, error)
-            print(f"\nFAILED: {path.name}, cell {error.exec_count}: {error.ename}: {error.evalue}\n"
-                  f"The executed notebook, with the error in place, is {output}", file=sys.stderr, flush=True)
+            print(
+                f"\nFAILED: {path.name}, cell {error.exec_count}: {error.ename}: {error.evalue}\n"
+                f"The executed notebook, with the error in place, is {output}",
+                file=sys.stderr,
+                flush=True,
+            )
             break
         finally:
             if in_place and output.exists():
@@ -82,8 +91,9 @@ def run(mode: str, run_name: str, role: str | None, extra: dict, in_place: bool,
         cleanup = NOTEBOOKS / CLEANUP
         print(f"AWS mode: running {CLEANUP} so that nothing billable is left behind", file=sys.stderr, flush=True)
         try:
-            papermill.execute_notebook(str(cleanup), str(out_dir / CLEANUP), parameters=base, cwd=str(NOTEBOOKS),
-                                       kernel_name="python3")
+            papermill.execute_notebook(
+                str(cleanup), str(out_dir / CLEANUP), parameters=base, cwd=str(NOTEBOOKS), kernel_name="python3"
+            )
         except papermill.PapermillExecutionError as error:
             print(f"the clean-up failed too ({error.ename}: {error.evalue}); check the AWS console", file=sys.stderr)
     total = time.perf_counter() - started_all
@@ -99,8 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="local", choices=("local", "aws"))
     parser.add_argument("--run-name", default="demo")
     parser.add_argument("--role", default=None, help="AWS mode: the SageMaker execution role ARN")
-    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="a notebook parameter, passed to the notebooks that declare it")
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a notebook parameter, passed to the notebooks that declare it",
+    )
     parser.add_argument("--only", action="append", default=[], help="run only notebooks whose name starts so")
     parser.add_argument("--in-place", action="store_true", help="execute into notebooks/ (refresh committed outputs)")
     args = parser.parse_args(argv)

@@ -99,8 +99,12 @@ def latest_completed_jobs(sagemaker_client, names: RunNames, locations: Iterable
         pattern = names.job_pattern(location, version)
         candidates = []
         paginator = sagemaker_client.get_paginator("list_training_jobs")
-        for page in paginator.paginate(NameContains=names.job_base(location, version), StatusEquals="Completed",
-                                       SortBy="CreationTime", SortOrder="Descending"):
+        for page in paginator.paginate(
+            NameContains=names.job_base(location, version),
+            StatusEquals="Completed",
+            SortBy="CreationTime",
+            SortOrder="Descending",
+        ):
             candidates += [j for j in page["TrainingJobSummaries"] if pattern.match(j["TrainingJobName"])]
         if not candidates:
             raise LookupError(

@@ -11,6 +11,8 @@ import uuid
 import numpy as np
 import pytest
 
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+
 from mme_helpers.local import config, lifecycle
 
 

@@ -40,8 +40,12 @@ def test_price_follows_the_seed_formula():
     houses = data.generate_houses(500, np.random.default_rng(3))
     expected = [
         int(
-            h.SQUARE_FEET * 150 + 10000 * h.NUM_BEDROOMS + 15000 * h.NUM_BATHROOMS + 15000 * h.LOT_ACRES
-            + 15000 * h.GARAGE_SPACES - 5000 * (2019 - h.YEAR_BUILT)
+            h.SQUARE_FEET * 150
+            + 10000 * h.NUM_BEDROOMS
+            + 15000 * h.NUM_BATHROOMS
+            + 15000 * h.LOT_ACRES
+            + 15000 * h.GARAGE_SPACES
+            - 5000 * (2019 - h.YEAR_BUILT)
         )
         for h in houses.itertuples()
     ]

@@ -35,8 +35,12 @@ def channels(ctx, tmp_path_factory):
 
 def estimator(ctx, image, base="t", **hyperparameters):
     est = sagemaker.estimator.Estimator(
-        image_uri=image, role=ctx.role, instance_count=1, instance_type="ml.m5.xlarge",
-        output_path=f"s3://{ctx.bucket}/tests/artifacts", base_job_name=unique(base),
+        image_uri=image,
+        role=ctx.role,
+        instance_count=1,
+        instance_type="ml.m5.xlarge",
+        output_path=f"s3://{ctx.bucket}/tests/artifacts",
+        base_job_name=unique(base),
         sagemaker_session=ctx.sagemaker_session,
     )
     est.set_hyperparameters(**(hyperparameters or HYPERPARAMETERS))
@@ -64,7 +68,12 @@ def test_fit_without_waiting_trains_a_real_model(ctx, clients, image, channels):
     name = job["TrainingJobName"]
     assert job["ModelArtifacts"]["S3ModelArtifacts"] == f"s3://{ctx.bucket}/tests/artifacts/{name}/output/model.tar.gz"
     assert [t["Status"] for t in job["SecondaryStatusTransitions"]] == [
-        "Starting", "Downloading", "Training", "Uploading", "Completed"]
+        "Starting",
+        "Downloading",
+        "Training",
+        "Uploading",
+        "Completed",
+    ]
     metrics = {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]}
     assert set(metrics) == {"train:rmse", "validation:rmse"} and 0 < metrics["train:rmse"] < 100000
     assert job["HyperParameters"]["num_round"] == "10"
@@ -130,8 +139,9 @@ def test_bad_csv_fails_with_the_file_named(ctx, clients, image):
     prefix = unique("tests/bad-csv")
     clients.s3.put_object(Bucket=ctx.bucket, Key=f"{prefix}/train/part.csv", Body=b"1,2,3\n4,five,6\n")
     est = estimator(ctx, image)
-    est.fit({"train": sagemaker.inputs.TrainingInput(f"s3://{ctx.bucket}/{prefix}/train", content_type="text/csv")},
-            wait=False)
+    est.fit(
+        {"train": sagemaker.inputs.TrainingInput(f"s3://{ctx.bucket}/{prefix}/train", content_type="text/csv")}, wait=False
+    )
     job = finished(est)
     assert job["TrainingJobStatus"] == "Failed"
     assert f"{prefix}/train/part.csv" in job["FailureReason"] and "not numeric CSV" in job["FailureReason"]
@@ -139,8 +149,9 @@ def test_bad_csv_fails_with_the_file_named(ctx, clients, image):
 
 def test_empty_channel_fails(ctx, image):
     est = estimator(ctx, image)
-    est.fit({"train": sagemaker.inputs.TrainingInput(f"s3://{ctx.bucket}/nothing/here", content_type="text/csv")},
-            wait=False)
+    est.fit(
+        {"train": sagemaker.inputs.TrainingInput(f"s3://{ctx.bucket}/nothing/here", content_type="text/csv")}, wait=False
+    )
     assert "has no data" in finished(est)["FailureReason"]
 
 
@@ -164,8 +175,13 @@ def test_libsvm_channels_and_early_stopping(ctx, clients, image):
     clients.s3.put_object(Bucket=ctx.bucket, Key=f"{prefix}/train/a.libsvm", Body=body)
     clients.s3.put_object(Bucket=ctx.bucket, Key=f"{prefix}/validation/a.libsvm", Body=body)
     est = estimator(ctx, image, num_round=500, early_stopping_rounds=3, eta=0.9, objective="reg:squarederror")
-    est.fit({c: sagemaker.inputs.TrainingInput(f"s3://{ctx.bucket}/{prefix}/{c}", content_type="text/libsvm")
-             for c in ("train", "validation")}, wait=False)
+    est.fit(
+        {
+            c: sagemaker.inputs.TrainingInput(f"s3://{ctx.bucket}/{prefix}/{c}", content_type="text/libsvm")
+            for c in ("train", "validation")
+        },
+        wait=False,
+    )
     job = finished(est)
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     body = clients.s3.get_object(Bucket=ctx.bucket, Key=job["ModelArtifacts"]["S3ModelArtifacts"].split("/", 3)[3])
@@ -180,8 +196,11 @@ def test_stop_training_job(ctx, clients, image, channels):
     name = est.latest_training_job.job_name
     wait_until(lambda: clients.sagemaker.describe_training_job(TrainingJobName=name)["SecondaryStatus"] == "Training")
     clients.sagemaker.stop_training_job(TrainingJobName=name)
-    job = wait_until(lambda: (d := clients.sagemaker.describe_training_job(TrainingJobName=name))["TrainingJobStatus"]
-                     in ("Stopped",) and d)
+    job = wait_until(
+        lambda: (
+            (d := clients.sagemaker.describe_training_job(TrainingJobName=name))["TrainingJobStatus"] in ("Stopped",) and d
+        )
+    )
     assert job["TrainingJobStatus"] == "Stopped"
 
 
@@ -192,14 +211,18 @@ def test_control_plane_errors_are_aws_shaped(ctx, clients, image, channels):
     est = estimator(ctx, image)
     est.fit(inputs_for(channels), wait=False)
     job = finished(est)
-    request = {k: job[k] for k in ("AlgorithmSpecification", "RoleArn", "OutputDataConfig", "ResourceConfig",
-                                   "StoppingCondition")}
+    request = {
+        k: job[k] for k in ("AlgorithmSpecification", "RoleArn", "OutputDataConfig", "ResourceConfig", "StoppingCondition")
+    }
     with pytest.raises(sm.exceptions.ResourceInUse, match="must be unique"):
         sm.create_training_job(TrainingJobName=job["TrainingJobName"], **request)
-    with pytest.raises(ClientError, match="Could not find endpoint configuration \"nope\""):
+    with pytest.raises(ClientError, match='Could not find endpoint configuration "nope"'):
         sm.describe_endpoint_config(EndpointConfigName="nope")
-    for call, kwargs in ((sm.delete_model, {"ModelName": "nope"}), (sm.delete_endpoint, {"EndpointName": "nope"}),
-                         (sm.delete_endpoint_config, {"EndpointConfigName": "nope"})):
+    for call, kwargs in (
+        (sm.delete_model, {"ModelName": "nope"}),
+        (sm.delete_endpoint, {"EndpointName": "nope"}),
+        (sm.delete_endpoint_config, {"EndpointConfigName": "nope"}),
+    ):
         with pytest.raises(ClientError) as raised:
             call(**kwargs)
         assert raised.value.response["Error"]["Code"] == "ValidationException"
@@ -214,9 +237,15 @@ def test_malformed_requests_get_errors_and_the_service_keeps_serving(service, cl
     from botocore.credentials import Credentials
 
     def send(target, body):
-        request = AWSRequest("POST", service.url + "/", data=body, headers={
-            "X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"})
-        SigV4Auth(Credentials(service.access_key_id, service.secret_access_key), "sagemaker", service.region).add_auth(request)
+        request = AWSRequest(
+            "POST",
+            service.url + "/",
+            data=body,
+            headers={"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"},
+        )
+        SigV4Auth(Credentials(service.access_key_id, service.secret_access_key), "sagemaker", service.region).add_auth(
+            request
+        )
         return requests.post(service.url + "/", data=body, headers=dict(request.headers), timeout=10)
 
     cases = [

@@ -4,6 +4,13 @@ from .config import ServiceInfo, client_environment, default_home
 from .lifecycle import LocalServiceError, PortInUseError, running_service, start, status, stop
 
 __all__ = [
-    "LocalServiceError", "PortInUseError", "ServiceInfo", "client_environment", "default_home",
-    "running_service", "start", "status", "stop",
+    "LocalServiceError",
+    "PortInUseError",
+    "ServiceInfo",
+    "client_environment",
+    "default_home",
+    "running_service",
+    "start",
+    "status",
+    "stop",
 ]

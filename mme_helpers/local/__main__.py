@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             info, started = lifecycle.start(home, port=args.port, region=args.region)
             verb = "started" if started else "already running"
             print(f"local AWS service {verb} at {info.url} (pid {info.pid}); state in {home}")
-            print("point a shell at it with:  eval \"$(python -m mme_helpers.local env)\"")
+            print('point a shell at it with:  eval "$(python -m mme_helpers.local env)"')
         elif args.command == "stop":
             info = lifecycle.stop(home)
             print(f"stopped the local AWS service (pid {info.pid})" if info else "the local AWS service was not running")
@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "env":
             info = lifecycle.running_service(home)
             if info is None:
-                print("the local AWS service is not running; start it with: python -m mme_helpers.local start",
-                      file=sys.stderr)
+                print(
+                    "the local AWS service is not running; start it with: python -m mme_helpers.local start", file=sys.stderr
+                )
                 return 1
             for name in config.clear_variables():
                 print(f"unset {name}")
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             if not path.exists():
                 print(f"no log yet at {path}", file=sys.stderr)
                 return 1
-            print("\n".join(path.read_text(errors="replace").splitlines()[-args.n:]))
+            print("\n".join(path.read_text(errors="replace").splitlines()[-args.n :]))
     except lifecycle.LocalServiceError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -7,10 +7,9 @@ and writes exactly what a user's would be.
 from __future__ import annotations
 
 from functools import cached_property
+
 import boto3
 from botocore.config import Config
-
-
 
 
 class ServiceClients:
@@ -19,8 +18,9 @@ class ServiceClients:
             aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, region_name=region
         )
         self.url = url
-        self.config = Config(retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=64,
-                             connect_timeout=5, read_timeout=120)
+        self.config = Config(
+            retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=64, connect_timeout=5, read_timeout=120
+        )
 
     def _client(self, name: str):
         return self.session.client(name, endpoint_url=self.url, config=self.config)

@@ -139,8 +139,7 @@ def start(
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise LocalServiceError(
-                    f"the local service exited at start (code {process.returncode}); its log says:\n"
-                    + _log_tail(home)
+                    f"the local service exited at start (code {process.returncode}); its log says:\n" + _log_tail(home)
                 )
             info = ServiceInfo.load(home)
             if info is not None and info.pid == process.pid and health(info, timeout=1.0):

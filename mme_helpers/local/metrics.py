@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 ENDPOINT_NAMESPACE = "AWS/SageMaker"
 INSTANCE_NAMESPACE = "/aws/sagemaker/Endpoints"
@@ -82,22 +82,29 @@ class MetricsPublisher:
         now = time.time()
         data: dict[str, list[dict]] = {}
         for (endpoint, variant, name, unit), (count, total, low, high) in pending.items():
-            data.setdefault(_namespace(name), []).append({
-                "MetricName": name,
-                "Dimensions": _dimensions(endpoint, variant),
-                "Timestamp": now,
-                "Unit": unit,
-                "StatisticValues": {"SampleCount": count, "Sum": total, "Minimum": low, "Maximum": high},
-            })
+            data.setdefault(_namespace(name), []).append(
+                {
+                    "MetricName": name,
+                    "Dimensions": _dimensions(endpoint, variant),
+                    "Timestamp": now,
+                    "Unit": unit,
+                    "StatisticValues": {"SampleCount": count, "Sum": total, "Minimum": low, "Maximum": high},
+                }
+            )
         for (endpoint, variant, name), read in gauges:
             try:
                 value = float(read())
             except Exception:
                 continue
-            data.setdefault(_namespace(name), []).append({
-                "MetricName": name, "Dimensions": _dimensions(endpoint, variant), "Timestamp": now,
-                "Unit": "None", "Value": value,
-            })
+            data.setdefault(_namespace(name), []).append(
+                {
+                    "MetricName": name,
+                    "Dimensions": _dimensions(endpoint, variant),
+                    "Timestamp": now,
+                    "Unit": "None",
+                    "Value": value,
+                }
+            )
         for namespace, items in data.items():
             for start in range(0, len(items), 500):
                 try:

@@ -91,8 +91,11 @@ class LocalAWS:
         """What AWS does not show: health, and the models an endpoint has loaded right now."""
         if request.path == "/_local/health":
             return Response.json(
-                {"status": "ok" if self.ready else "starting", "pid": os.getpid(),
-                 "uptime_s": round(time.time() - self.started, 1)},
+                {
+                    "status": "ok" if self.ready else "starting",
+                    "pid": os.getpid(),
+                    "uptime_s": round(time.time() - self.started, 1),
+                },
                 status=200 if self.ready else 503,
             )
         parts = request.path.split("/")
@@ -147,6 +150,10 @@ def serve(home: Path, port: int, region: str, training_workers: int | None = Non
     import uvicorn
     import xgboost  # noqa: F401  (loaded once here, not on the first cold model load)
 
+    from ..loopback import install_guard
+
+    install_guard(strict=True)  # nothing in this process may reach beyond 127.0.0.1
+
     home.mkdir(parents=True, exist_ok=True)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -158,14 +165,26 @@ def serve(home: Path, port: int, region: str, training_workers: int | None = Non
     sock.listen(1024)
     key, secret = new_credentials()
     info = ServiceInfo(
-        pid=os.getpid(), port=sock.getsockname()[1], region=region, access_key_id=key,
-        secret_access_key=secret, started_at=time.time(), home=str(home),
+        pid=os.getpid(),
+        port=sock.getsockname()[1],
+        region=region,
+        access_key_id=key,
+        secret_access_key=secret,
+        started_at=time.time(),
+        home=str(home),
     )
     (home / SDK_CONFIG_FILE).write_text(sdk_config_yaml(region))
     app = LocalAWS(info, home, training_workers)
     config = uvicorn.Config(
-        app, loop="uvloop", http="httptools", lifespan="on", log_level="warning", access_log=False,
-        timeout_keep_alive=75, server_header=False, date_header=False,
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=75,
+        server_header=False,
+        date_header=False,
     )
     server = uvicorn.Server(config)
     print(f"local AWS service listening on {info.url} (pid {info.pid}, region {region})", flush=True)

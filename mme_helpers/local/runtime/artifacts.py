@@ -44,7 +44,7 @@ class LoadedModel:
 def extract(archive_bytes: bytes, destination: Path, max_bytes: int) -> int:
     """Unpack a (gzipped) tar into ``destination``; returns the bytes written."""
     try:
-        archive = tarfile.open(fileobj=io.BytesIO(archive_bytes), mode="r:*")
+        archive = tarfile.open(fileobj=io.BytesIO(archive_bytes), mode="r:*")  # noqa: SIM115 (closed below)
     except (tarfile.TarError, gzip.BadGzipFile, EOFError, OSError) as exc:
         raise ArtifactError(f"the model artifact is not a tar.gz archive ({exc})") from exc
     with archive:
@@ -62,9 +62,7 @@ def extract(archive_bytes: bytes, destination: Path, max_bytes: int) -> int:
                     raise ArtifactError(f"the model archive has a link or special file: {name!r}")
                 total += member.size
                 if total > max_bytes:
-                    raise ArtifactError(
-                        f"the model archive unpacks to more than {max_bytes:,} bytes (the endpoint's limit)"
-                    )
+                    raise ArtifactError(f"the model archive unpacks to more than {max_bytes:,} bytes (the endpoint's limit)")
                 members.append(member)
         except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
             raise ArtifactError(f"the model archive is damaged ({exc})") from exc
@@ -81,9 +79,7 @@ def load_models(folder: Path) -> LoadedModel:
     """Load every regular top-level file (dot-files skipped), as the XGBoost container does."""
     import xgboost as xgb
 
-    files = sorted(
-        entry for entry in os.listdir(folder) if not entry.startswith(".") and (folder / entry).is_file()
-    )
+    files = sorted(entry for entry in os.listdir(folder) if not entry.startswith(".") and (folder / entry).is_file())
     if not files:
         raise ArtifactError("the model archive holds no model file (expected a top-level 'xgboost-model')")
     boosters, size = [], 0

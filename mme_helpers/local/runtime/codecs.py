@@ -36,14 +36,11 @@ def decode(body: bytes, content_type: str | None, num_features: int) -> np.ndarr
         rows = parse_libsvm(body, num_features)
     else:
         raise PayloadError(
-            f"Content type {content_type} is not supported by the XGBoost container; "
-            "send text/csv (or text/libsvm)"
+            f"Content type {content_type} is not supported by the XGBoost container; send text/csv (or text/libsvm)"
         )
     width = rows.shape[1]
     if width > num_features:
-        raise PayloadError(
-            f"Feature shape mismatch: the model expects {num_features} features, the request has {width}"
-        )
+        raise PayloadError(f"Feature shape mismatch: the model expects {num_features} features, the request has {width}")
     if width < num_features:  # fewer features: the missing ones are missing values, as in the container
         padded = np.full((rows.shape[0], num_features), np.nan, dtype=np.float32)
         padded[:, :width] = rows

@@ -106,9 +106,7 @@ class Hosting:
                 executor=self.executor,
                 record_metric=self.metrics.recorder(endpoint.name, runtime.variant),
             )
-            self.metrics.add_gauge(
-                endpoint.name, runtime.variant, "LoadedModelCount", lambda: len(runtime.registry.memory)
-            )
+            self.metrics.add_gauge(endpoint.name, runtime.variant, "LoadedModelCount", lambda: len(runtime.registry.memory))
         else:
             runtime.model = self._load_single(model_data_url, cache_dir, disk)
         return runtime

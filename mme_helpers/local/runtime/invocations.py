@@ -16,7 +16,7 @@ import numpy as np
 from ..asgi import BodyTooLarge, Request, Response
 from ..config import ACCOUNT_ID
 from . import codecs
-from .registry import InsufficientMemory, ModelLoadError, ModelNotFound, ModelNotReady
+from .registry import ModelLoadError, ModelNotFound, ModelNotReady
 
 MAX_PAYLOAD = 6 * 1024 * 1024  # 6,291,456 bytes
 MAX_TARGET_MODEL = 1024
@@ -61,7 +61,8 @@ class InvocationHandler:
             except BodyTooLarge as too_large:
                 size = f"{too_large.size:,} bytes" if too_large.size else "more than 6 MB"
                 raise InvokeError(
-                    413, "ValidationError",
+                    413,
+                    "ValidationError",
                     f"Request payload is {size}; the limit for real-time endpoints is {MAX_PAYLOAD:,} bytes (6 MB).",
                 ) from None
             response = await self._invoke(request, body, runtime, request_id, record, endpoint_name)
@@ -81,14 +82,16 @@ class InvocationHandler:
         target = headers.get("x-amzn-sagemaker-target-model")
         if target is not None and runtime.multi_model is False:
             raise InvokeError(
-                400, "ValidationError",
+                400,
+                "ValidationError",
                 f"Endpoint {endpoint_name} is not a multi-model endpoint and does not support target model header.",
             )
         if runtime.multi_model and not target:
             raise InvokeError(400, "ValidationError", f"Request {request_id} is missing a target model header.")
         if target is not None and len(target) > MAX_TARGET_MODEL:
             raise InvokeError(
-                400, "ValidationError",
+                400,
+                "ValidationError",
                 "1 validation error detected: Value at 'targetModel' failed to satisfy constraint: "
                 f"Member must have length less than or equal to {MAX_TARGET_MODEL}",
             )
@@ -104,14 +107,16 @@ class InvocationHandler:
                 model, hit = await registry.acquire(target)
             except ModelNotFound as missing:
                 raise InvokeError(
-                    400, "ValidationError",
+                    400,
+                    "ValidationError",
                     f"Failed to download model data(bucket: {missing.bucket}, key: {missing.key}). Please ensure "
                     "that there is an object located at the URL and that the role passed to CreateModel has "
                     "permissions to download the model.",
                 ) from None
             except ModelNotReady:
                 raise InvokeError(
-                    429, "ModelNotReadyException",
+                    429,
+                    "ModelNotReadyException",
                     f"Model {target} is still loading; the load goes on in the background. Retry the request.",
                 ) from None
             except ModelLoadError as exc:
@@ -165,7 +170,8 @@ def _model_error(runtime, exc: Exception, status: int = 503) -> InvokeError:
     original = json.dumps({"code": status, "type": kind, "message": str(exc)})
     log_group = f"/aws/sagemaker/Endpoints/{runtime.name}"
     return InvokeError(
-        424, "ModelError",
+        424,
+        "ModelError",
         f'Received server error ({status}) from primary with message "{original}". See '
         f"https://{runtime.region}.console.aws.amazon.com/cloudwatch/home?region={runtime.region}"
         f"#logEventViewer:group={log_group} in account {ACCOUNT_ID} for more information.",

@@ -14,9 +14,10 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from .artifacts import ArtifactError, LoadedModel, extract, load_models
 
@@ -138,7 +139,7 @@ class ModelRegistry:
         waited = time.perf_counter()
         try:
             model = await asyncio.wait_for(asyncio.shield(future), self.config.load_wait_limit)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ModelNotReady(target) from None
         finally:
             self.record_metric("ModelLoadingWaitTime", (time.perf_counter() - waited) * 1e6, "Microseconds")

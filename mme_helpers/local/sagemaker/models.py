@@ -283,9 +283,7 @@ class SageMakerBackend:
         job = self.get_training_job(name)
         with self.lock:
             if job.status != "InProgress":
-                raise ValidationException(
-                    f"The request was rejected because the training job is in status {job.status}."
-                )
+                raise ValidationException(f"The request was rejected because the training job is in status {job.status}.")
             job.stop_requested = True
             job.status = "Stopping"
             self.record_transition(job, "Stopping", "Stopping the training job")
@@ -368,8 +366,11 @@ class SageMakerBackend:
             self.endpoints[name] = endpoint
             self._tag_new(endpoint.arn, request)
             # The models as they are now: deleting one later does not break a running endpoint (as on AWS).
-            models = {v["ModelName"]: self.models[v["ModelName"]] for v in config.request["ProductionVariants"]
-                      if v["ModelName"] in self.models}
+            models = {
+                v["ModelName"]: self.models[v["ModelName"]]
+                for v in config.request["ProductionVariants"]
+                if v["ModelName"] in self.models
+            }
         threading.Thread(
             target=self._provision, args=(endpoint, config, models), name=f"provision-{name}", daemon=True
         ).start()

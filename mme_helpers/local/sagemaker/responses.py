@@ -10,7 +10,8 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import botocore.session
 from botocore.validate import ParamValidator
@@ -53,7 +54,7 @@ def _timestamps_to_datetimes(value, shape):
     if shape is None:
         return value
     if shape.type_name == "timestamp" and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc)
+        return dt.datetime.fromtimestamp(value, tz=dt.UTC)
     if shape.type_name == "structure" and isinstance(value, dict):
         return {k: _timestamps_to_datetimes(v, shape.members.get(k)) for k, v in value.items()}
     if shape.type_name == "list" and isinstance(value, list):
@@ -193,8 +194,7 @@ class SageMakerResponses:
         with self.backend.lock:
             configs = list(self.backend.endpoint_configs.values())
         summaries = [
-            {"EndpointConfigName": c.name, "EndpointConfigArn": c.arn, "CreationTime": c.creation_time}
-            for c in configs
+            {"EndpointConfigName": c.name, "EndpointConfigArn": c.arn, "CreationTime": c.creation_time} for c in configs
         ]
         return _page(summaries, params, "EndpointConfigs", "EndpointConfigName")
 

@@ -85,7 +85,9 @@ class TrainingRunner:
             log.write(f"Model written to {artifact_uri} ({len(result.artifact):,} bytes)")
             now = time.time()
             metrics = [{"MetricName": name, "Value": value, "Timestamp": now} for name, value in result.metrics.items()]
-            backend.finish_training_job(job, "Completed", "Training job completed", metrics=metrics, model_artifact=artifact_uri)
+            backend.finish_training_job(
+                job, "Completed", "Training job completed", metrics=metrics, model_artifact=artifact_uri
+            )
         except JobStopped as stop:
             log.write(stop.message)
             backend.finish_training_job(job, "Stopped", stop.message)
@@ -121,7 +123,8 @@ class TrainingRunner:
                 while not receiver.poll(0.05):
                     if not process.is_alive() and not receiver.poll(0):
                         raise AlgorithmError(
-                            f"the training process exited with code {process.exitcode} (out of memory?)", False)
+                            f"the training process exited with code {process.exitcode} (out of memory?)", False
+                        )
                     self._check_stop(job)
                     if deadline and time.monotonic() > deadline:
                         raise JobStopped("MaxRuntimeExceeded", f"Training job reached MaxRuntimeInSeconds ({limit} s)")
@@ -158,7 +161,9 @@ class TrainingRunner:
                 raise AlgorithmError(f"channel '{name}': bucket '{bucket}' does not exist ({source['S3Uri']})") from exc
             if not files:
                 raise AlgorithmError(f"channel '{name}' has no data: no objects under {source['S3Uri']}")
-            log.write(f"Channel {name}: {len(files)} file(s), {sum(len(d) for _, d in files):,} bytes from {source['S3Uri']}")
+            log.write(
+                f"Channel {name}: {len(files)} file(s), {sum(len(d) for _, d in files):,} bytes from {source['S3Uri']}"
+            )
             channels[name] = files
             content_types[name] = channel.get("ContentType")
         return channels, content_types

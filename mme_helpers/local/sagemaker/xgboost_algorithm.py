@@ -16,29 +16,93 @@ import numpy as np
 MODEL_FILE = "xgboost-model"
 
 INT_PARAMS = {
-    "num_round", "max_depth", "seed", "early_stopping_rounds", "num_class", "verbosity", "max_leaves",
-    "max_bin", "num_parallel_tree", "csv_weights", "kfold", "num_cv_round", "max_cat_to_onehot",
-    "max_cached_hist_node", "nthread",
+    "num_round",
+    "max_depth",
+    "seed",
+    "early_stopping_rounds",
+    "num_class",
+    "verbosity",
+    "max_leaves",
+    "max_bin",
+    "num_parallel_tree",
+    "csv_weights",
+    "kfold",
+    "num_cv_round",
+    "max_cat_to_onehot",
+    "max_cached_hist_node",
+    "nthread",
 }
 FLOAT_PARAMS = {
-    "eta", "gamma", "min_child_weight", "max_delta_step", "subsample", "colsample_bytree",
-    "colsample_bylevel", "colsample_bynode", "lambda", "alpha", "sketch_eps", "scale_pos_weight",
-    "rate_drop", "skip_drop", "lambda_bias", "tweedie_variance_power", "base_score", "huber_slope",
-    "aft_loss_distribution_scale", "quantile_alpha", "learning_rate", "reg_lambda", "reg_alpha",
+    "eta",
+    "gamma",
+    "min_child_weight",
+    "max_delta_step",
+    "subsample",
+    "colsample_bytree",
+    "colsample_bylevel",
+    "colsample_bynode",
+    "lambda",
+    "alpha",
+    "sketch_eps",
+    "scale_pos_weight",
+    "rate_drop",
+    "skip_drop",
+    "lambda_bias",
+    "tweedie_variance_power",
+    "base_score",
+    "huber_slope",
+    "aft_loss_distribution_scale",
+    "quantile_alpha",
+    "learning_rate",
+    "reg_lambda",
+    "reg_alpha",
 }
 STRING_PARAMS = {
-    "objective", "booster", "tree_method", "eval_metric", "grow_policy", "sample_type", "normalize_type",
-    "updater", "process_type", "dsplit", "refresh_leaf", "one_drop", "interaction_constraints",
-    "monotone_constraints", "sampling_method", "aft_loss_distribution", "multi_strategy",
-    "deterministic_histogram", "single_precision_histogram", "prob_buffer_row", "max_cat_threshold",
+    "objective",
+    "booster",
+    "tree_method",
+    "eval_metric",
+    "grow_policy",
+    "sample_type",
+    "normalize_type",
+    "updater",
+    "process_type",
+    "dsplit",
+    "refresh_leaf",
+    "one_drop",
+    "interaction_constraints",
+    "monotone_constraints",
+    "sampling_method",
+    "aft_loss_distribution",
+    "multi_strategy",
+    "deterministic_histogram",
+    "single_precision_histogram",
+    "prob_buffer_row",
+    "max_cat_threshold",
 }
 # SageMaker's own keys, accepted and not passed to XGBoost.
 IGNORED_PARAMS = {"_tuning_objective_metric", "save_model_on_termination", "use_dask_gpu_training", "_kfold"}
 OBJECTIVES = (
-    "reg:squarederror", "reg:squaredlogerror", "reg:logistic", "reg:pseudohubererror", "reg:absoluteerror",
-    "reg:quantileerror", "reg:gamma", "reg:tweedie", "reg:linear", "binary:logistic", "binary:logitraw",
-    "binary:hinge", "count:poisson", "survival:cox", "survival:aft", "multi:softmax", "multi:softprob",
-    "rank:ndcg", "rank:map", "rank:pairwise",
+    "reg:squarederror",
+    "reg:squaredlogerror",
+    "reg:logistic",
+    "reg:pseudohubererror",
+    "reg:absoluteerror",
+    "reg:quantileerror",
+    "reg:gamma",
+    "reg:tweedie",
+    "reg:linear",
+    "binary:logistic",
+    "binary:logitraw",
+    "binary:hinge",
+    "count:poisson",
+    "survival:cox",
+    "survival:aft",
+    "multi:softmax",
+    "multi:softprob",
+    "rank:ndcg",
+    "rank:map",
+    "rank:pairwise",
 )
 CSV_TYPES = ("csv", "text/csv")
 LIBSVM_TYPES = ("libsvm", "text/libsvm", "text/x-libsvm")
@@ -130,9 +194,7 @@ def read_channel(channel: str, files: list[tuple[str, bytes]], content_type: str
             raise AlgorithmError(f"channel '{channel}': files have different numbers of columns {sorted(widths)}")
         matrix = np.vstack([block for block in rows if block.size])
         if matrix.shape[1] < 2:
-            raise AlgorithmError(
-                f"channel '{channel}': CSV needs the label in the first column and at least one feature"
-            )
+            raise AlgorithmError(f"channel '{channel}': CSV needs the label in the first column and at least one feature")
         return xgb.DMatrix(matrix[:, 1:], label=matrix[:, 0], missing=np.nan, nthread=1)
     if media in LIBSVM_TYPES:
         import scipy.sparse
@@ -146,8 +208,7 @@ def read_channel(channel: str, files: list[tuple[str, bytes]], content_type: str
         rows = [scipy.sparse.csr_matrix(b, shape=(b.shape[0], width)) for b in rows]
         return xgb.DMatrix(scipy.sparse.vstack(rows).tocsr(), label=np.array(labels, dtype=np.float32), nthread=1)
     raise AlgorithmError(
-        f"channel '{channel}': content type '{content_type}' is not supported by local mode "
-        "(use text/csv or text/libsvm)"
+        f"channel '{channel}': content type '{content_type}' is not supported by local mode (use text/csv or text/libsvm)"
     )
 
 
@@ -218,19 +279,27 @@ def train(
     if early_stopping and len(evals) < 2:
         raise AlgorithmError("early_stopping_rounds needs a validation channel")
     history: dict = {}
-    lines = [f"[{time.strftime('%Y-%m-%d:%H:%M:%S')}:INFO] Running XGBoost {xgb.__version__} locally",
-             f"[{time.strftime('%Y-%m-%d:%H:%M:%S')}:INFO] train matrix has {dtrain.num_row()} rows, "
-             f"{dtrain.num_col()} features"]
+    lines = [
+        f"[{time.strftime('%Y-%m-%d:%H:%M:%S')}:INFO] Running XGBoost {xgb.__version__} locally",
+        f"[{time.strftime('%Y-%m-%d:%H:%M:%S')}:INFO] train matrix has {dtrain.num_row()} rows, {dtrain.num_col()} features",
+    ]
     try:
         booster = xgb.train(
-            params, dtrain, num_boost_round=num_round, evals=evals, evals_result=history,
-            early_stopping_rounds=early_stopping, verbose_eval=False,
+            params,
+            dtrain,
+            num_boost_round=num_round,
+            evals=evals,
+            evals_result=history,
+            early_stopping_rounds=early_stopping,
+            verbose_eval=False,
         )
     except xgb.core.XGBoostError as exc:
         raise AlgorithmError(str(exc).strip().splitlines()[0], client_error=False) from exc
     rounds = len(next(iter(next(iter(history.values())).values()))) if history else num_round
     for i in range(rounds):
-        parts = [f"{name}-{metric}:{values[i]:.5f}" for name, metrics in history.items() for metric, values in metrics.items()]
+        parts = [
+            f"{name}-{metric}:{values[i]:.5f}" for name, metrics in history.items() for metric, values in metrics.items()
+        ]
         lines.append(f"[{i}]\t" + "\t".join(parts))
     best = None
     if early_stopping:

@@ -1,0 +1,111 @@
+"""Clean-up by name after a complete run, after a run that stopped after training, and twice;
+and the guard that refuses to overwrite a model key."""
+
+import pytest
+import sagemaker
+from conftest import model_tar, train_booster, unique
+from sagemaker.multidatamodel import MultiDataModel
+
+from mme_helpers.cleanup import delete_run, inventory, leftovers
+from mme_helpers.endpoint import ModelKeyExists, add_model, wait_for_endpoint
+from mme_helpers.naming import RunNames
+from mme_helpers.training import latest_completed_jobs, run_training_jobs
+
+IMAGE = "246618743249.dkr.ecr.us-west-2.amazonaws.com/sagemaker-xgboost:1.7-1"
+
+
+def train(ctx, clients, names, location):
+    """A real (small) training job named as the training notebook names it."""
+    key = names.data_prefix(location) + "/train/data.csv"
+    clients.s3.put_object(Bucket=ctx.bucket, Key=key, Body=b"".join(b"%d,%d,1\n" % (i * 3, i) for i in range(50)))
+
+    def launch(loc):
+        est = sagemaker.estimator.Estimator(
+            image_uri=IMAGE,
+            role=ctx.role,
+            instance_count=1,
+            instance_type="ml.m5.xlarge",
+            output_path=names.s3_uri(ctx.bucket, names.artifacts_prefix(loc)),
+            base_job_name=names.job_base(loc),
+            sagemaker_session=ctx.sagemaker_session,
+        )
+        est.set_hyperparameters(num_round=3)
+        est.fit(
+            {
+                "train": sagemaker.inputs.TrainingInput(
+                    names.s3_uri(ctx.bucket, names.data_prefix(loc)) + "/train", content_type="text/csv"
+                )
+            },
+            wait=False,
+        )
+        return est
+
+    return run_training_jobs([location], launch, 1, 0.05)[location]
+
+
+def deploy(ctx, clients, names, estimator):
+    mme = MultiDataModel(
+        name=names.model,
+        model_data_prefix=names.s3_uri(ctx.bucket, names.mme_prefix),
+        model=estimator.create_model(role=ctx.role, image_uri=IMAGE),
+        sagemaker_session=ctx.sagemaker_session,
+    )
+    mme.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=names.endpoint, wait=False)
+    wait_for_endpoint(clients.sagemaker, names.endpoint, 0.1)
+    mme.add_model(model_data_source=estimator.model_data, model_data_path="Lima_PE.tar.gz")
+    return mme
+
+
+def kinds(frame):
+    return sorted(frame["kind"])
+
+
+def test_cleanup_after_a_complete_run_and_twice(ctx, clients):
+    names = RunNames(unique("full").replace("-", "")[:12])
+    other = RunNames(names.run + "x")  # a run whose name extends this one must be left alone
+    estimator = train(ctx, clients, names, "Lima_PE")
+    deploy(ctx, clients, names, estimator)
+    clients.s3.put_object(Bucket=ctx.bucket, Key=other.s3_prefix + "/keep.txt", Body=b"x")
+    found = inventory(clients.sagemaker, clients.s3, ctx.bucket, names, ["Lima_PE"])
+    assert kinds(found) == ["S3 objects", "endpoint", "endpoint config", "model", "training job"]
+    done = delete_run(clients.sagemaker, clients.s3, ctx.bucket, names, 0.05)
+    assert len(done) == 4  # endpoint, config, model, S3 objects
+    assert leftovers(clients.sagemaker, clients.s3, ctx.bucket, names).empty
+    assert delete_run(clients.sagemaker, clients.s3, ctx.bucket, names, 0.05).empty  # second time: nothing to do
+    assert clients.s3.get_object(Bucket=ctx.bucket, Key=other.s3_prefix + "/keep.txt")["Body"].read() == b"x"
+    # the training job stays, as on AWS, and can still be found
+    assert latest_completed_jobs(clients.sagemaker, names, ["Lima_PE"])["Lima_PE"]
+
+
+def test_cleanup_after_a_run_that_stopped_after_training(ctx, clients):
+    names = RunNames(unique("half").replace("-", "")[:12])
+    train(ctx, clients, names, "Lima_PE")
+    assert kinds(inventory(clients.sagemaker, clients.s3, ctx.bucket, names, ["Lima_PE"])) == ["S3 objects", "training job"]
+    done = delete_run(clients.sagemaker, clients.s3, ctx.bucket, names, 0.05)
+    assert list(done["deleted"]) == [f"S3 objects under s3://{ctx.bucket}/{names.s3_prefix}/ (2)"]
+    assert leftovers(clients.sagemaker, clients.s3, ctx.bucket, names).empty
+
+
+def test_cleanup_when_nothing_was_made(ctx, clients):
+    names = RunNames("never-ran")
+    assert inventory(clients.sagemaker, clients.s3, ctx.bucket, names, ["X"]).empty
+    assert delete_run(clients.sagemaker, clients.s3, ctx.bucket, names).empty
+
+
+def test_add_model_refuses_to_overwrite(ctx, clients):
+    prefix = f"s3://{ctx.bucket}/tests/{unique('guard')}/"
+    source = f"tests/{unique('guard-src')}/model.tar.gz"
+    clients.s3.put_object(Bucket=ctx.bucket, Key=source, Body=model_tar(train_booster()))
+    mme = MultiDataModel(
+        name=unique("guard"),
+        model_data_prefix=prefix,
+        image_uri=IMAGE,
+        role=ctx.role,
+        sagemaker_session=ctx.sagemaker_session,
+    )
+    add_model(mme, f"s3://{ctx.bucket}/{source}", "NewYork_NY.tar.gz")
+    with pytest.raises(ModelKeyExists, match="new name"):
+        add_model(mme, f"s3://{ctx.bucket}/{source}", "NewYork_NY.tar.gz")
+    add_model(mme, f"s3://{ctx.bucket}/{source}", "NewYork_NY.tar.gz", overwrite=True)
+    add_model(mme, f"s3://{ctx.bucket}/{source}", "NewYork_NY_v2.tar.gz")
+    assert sorted(mme.list_models()) == ["NewYork_NY.tar.gz", "NewYork_NY_v2.tar.gz"]

@@ -1,0 +1,150 @@
+"""The model registry on its own: LRU order, models in use, one load per model, slow loads."""
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+
+import pytest
+from conftest import model_tar, train_booster
+
+from mme_helpers.local.runtime.registry import (
+    InsufficientMemory,
+    ModelLoadError,
+    ModelNotFound,
+    ModelNotReady,
+    ModelRegistry,
+    RegistryConfig,
+)
+
+ARTIFACT = model_tar(train_booster())
+MODEL_SIZE = len(train_booster().save_raw("ubj"))
+
+
+class Source:
+    """Artifacts by name, counting fetches; ``delay`` makes downloads slow."""
+
+    def __init__(self, artifacts=None, delay=0.0):
+        self.artifacts = artifacts or {}
+        self.delay = delay
+        self.fetches: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def fetch(self, target):
+        with self.lock:
+            self.fetches[target] = self.fetches.get(target, 0) + 1
+        time.sleep(self.delay)
+        if target not in self.artifacts:
+            raise ModelNotFound("bucket", target)
+        return self.artifacts[target]
+
+
+def registry(tmp_path, source, models=2.5, disk=10**9, **config):
+    return ModelRegistry(
+        source,
+        tmp_path / "cache",
+        RegistryConfig(memory_budget=int(models * MODEL_SIZE), disk_budget=disk, **config),
+        concurrent.futures.ThreadPoolExecutor(8),
+    )
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_evicts_the_least_recently_used(tmp_path):
+    reg = registry(tmp_path, Source({k: ARTIFACT for k in "abcd"}))
+
+    async def scenario():
+        for key in "abac":
+            await reg.acquire(key)
+            reg.release(key)
+        first = list(reg.memory)
+        await reg.acquire("d")
+        reg.release("d")
+        return first, list(reg.memory)
+
+    assert run(scenario()) == (["a", "c"], ["c", "d"])
+    assert reg.stats["b"].evictions == 1 and reg.stats["b"].state == "on disk"
+
+
+def test_a_model_in_use_is_not_evicted(tmp_path):
+    reg = registry(tmp_path, Source({k: ARTIFACT for k in "abc"}), models=1.5)
+
+    async def scenario():
+        await reg.acquire("a")  # held, not released
+        with pytest.raises(InsufficientMemory, match="serving a request"):
+            await reg.acquire("b")
+        reg.release("a")
+        await reg.acquire("c")
+        return list(reg.memory)
+
+    assert run(scenario()) == ["c"]
+
+
+def test_concurrent_requests_share_one_load(tmp_path):
+    source = Source({"a": ARTIFACT}, delay=0.2)
+    reg = registry(tmp_path, source)
+
+    async def scenario():
+        results = await asyncio.gather(*(reg.acquire("a") for _ in range(20)))
+        return {id(model) for model, _ in results}, [hit for _, hit in results]
+
+    models, hits = run(scenario())
+    assert len(models) == 1 and source.fetches == {"a": 1} and not any(hits)
+    assert reg.stats["a"].loads == 1 and reg.stats["a"].misses == 20
+
+
+def test_a_slow_load_answers_not_ready_and_goes_on(tmp_path):
+    source = Source({"a": ARTIFACT}, delay=0.5)
+    reg = registry(tmp_path, source, load_wait_limit=0.1)
+
+    async def scenario():
+        with pytest.raises(ModelNotReady):
+            await reg.acquire("a")
+        await asyncio.sleep(0.8)
+        _, hit = await reg.acquire("a")
+        return hit
+
+    assert run(scenario()) is True  # the load finished in the background
+    assert source.fetches == {"a": 1}
+
+
+def test_missing_and_broken_models(tmp_path):
+    reg = registry(tmp_path, Source({"broken": b"not a tarball"}))
+
+    async def scenario():
+        with pytest.raises(ModelNotFound):
+            await reg.acquire("absent")
+        with pytest.raises(ModelLoadError, match="not a tar.gz"):
+            await reg.acquire("broken")
+        return reg.loading
+
+    assert run(scenario()) == {}  # nothing stuck in "loading"
+
+
+def test_disk_budget_deletes_the_oldest_unpacked_models(tmp_path):
+    reg = registry(tmp_path, Source({k: ARTIFACT for k in "abc"}), models=10, disk=int(2.5 * (MODEL_SIZE + len(ARTIFACT))))
+
+    async def scenario():
+        for key in "abc":
+            await reg.acquire(key)
+            reg.release(key)
+
+    run(scenario())
+    assert list(reg.disk) == ["b", "c"]
+    assert reg.disk_used <= reg.config.disk_budget
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_cache_disabled_unloads_after_each_use(tmp_path):
+    source = Source({"a": ARTIFACT})
+    reg = registry(tmp_path, source, cache_enabled=False)
+
+    async def scenario():
+        for _ in range(2):
+            await reg.acquire("a")
+            reg.release("a")
+
+    run(scenario())
+    assert source.fetches == {"a": 2} and not reg.memory and not reg.disk
