@@ -18,7 +18,8 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@# the project itself, importable from the venv (what an editable install does, without a build step)
+	$(PY) -c "import site; open(site.getsitepackages()[0] + '/mme-helpers.pth', 'w').write('$(CURDIR)\n')"
 	$(PY) -m ipykernel install --sys-prefix --name mme-xgboost --display-name "Python (mme-xgboost)" >/dev/null
 	@touch $@
 

@@ -6,6 +6,7 @@ Everything here is pure (bytes in, bytes out) so that it runs in a worker proces
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 import time
@@ -321,12 +322,14 @@ def train(
 
 
 def pack_model(model_bytes: bytes, name: str = MODEL_FILE) -> bytes:
-    """``model.tar.gz`` with the single top-level file the container loads."""
+    """``model.tar.gz`` with the single top-level file the container loads.
+
+    Timestamps are zero, so the same data and hyperparameters give a byte-identical artifact.
+    """
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped, tarfile.open(fileobj=zipped, mode="w") as archive:
         info = tarfile.TarInfo(name)
         info.size = len(model_bytes)
-        info.mtime = int(time.time())
         info.mode = 0o644
         archive.addfile(info, io.BytesIO(model_bytes))
     return buffer.getvalue()

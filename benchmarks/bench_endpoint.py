@@ -1,0 +1,233 @@
+"""Multi-model endpoint benchmark (local mode, loopback only): warm latency against a bare
+predict-only server, throughput, cold starts from S3 and from the disk cache, memory per model.
+
+    .venv/bin/python benchmarks/bench_endpoint.py            # about a minute
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import httpload  # noqa: E402
+
+from mme_helpers import data  # noqa: E402
+from mme_helpers.local import config, lifecycle  # noqa: E402
+from mme_helpers.local.sagemaker import xgboost_algorithm  # noqa: E402
+
+IMAGE = "246618743249.dkr.ecr.us-west-2.amazonaws.com/sagemaker-xgboost:1.7-1"
+ROW = b"2005,3000,3,2.0,1.0,2\n"
+SEED_HYPERPARAMETERS = {
+    "max_depth": "5",
+    "eta": "0.2",
+    "gamma": "4",
+    "min_child_weight": "6",
+    "subsample": "0.7",
+    "objective": "reg:squarederror",
+    "num_round": "50",
+}
+
+
+def seed_size_artifact() -> bytes:
+    """A model trained exactly as the seed's (1,000 houses, 50 rounds, depth 5)."""
+    split = data.location_split("Chicago_IL", 1000, 7)
+    channels = {
+        "train": [("train.csv", data.to_training_csv(split.train).encode())],
+        "validation": [("val.csv", data.to_training_csv(split.val).encode())],
+    }
+    return xgboost_algorithm.train(channels, {"train": "text/csv", "validation": "text/csv"}, SEED_HYPERPARAMETERS).artifact
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class Bench:
+    def __init__(self, home: Path):
+        self.info, _ = lifecycle.start(home)
+        session = boto3.session.Session(self.info.access_key_id, self.info.secret_access_key, region_name=self.info.region)
+        self.sm = session.client("sagemaker", endpoint_url=self.info.url)
+        self.s3 = session.client("s3", endpoint_url=self.info.url)
+        self.bucket = config.default_bucket(self.info.region)
+        self.headers = {
+            "Content-Type": "text/csv",
+            # the service routes by the SigV4 credential scope
+            "Authorization": f"AWS4-HMAC-SHA256 Credential={self.info.access_key_id}/20260101/{self.info.region}/"
+            "sagemaker/aws4_request, SignedHeaders=host, Signature=0",
+        }
+
+    def endpoint(self, name: str, environment: dict | None = None) -> str:
+        prefix = f"bench/{name}/"
+        self.sm.create_model(
+            ModelName=name,
+            ExecutionRoleArn=config.ROLE_ARN,
+            PrimaryContainer={
+                "Image": IMAGE,
+                "Mode": "MultiModel",
+                "ModelDataUrl": f"s3://{self.bucket}/{prefix}",
+                "Environment": environment or {},
+            },
+        )
+        self.sm.create_endpoint_config(
+            EndpointConfigName=name,
+            ProductionVariants=[
+                {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m5.xlarge"}
+            ],
+        )
+        self.sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        self.sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig={"Delay": 0.2})
+        return prefix
+
+    def upload(self, prefix: str, keys: list[str], artifact: bytes) -> None:
+        for key in keys:
+            self.s3.put_object(Bucket=self.bucket, Key=prefix + key, Body=artifact)
+
+    def path(self, endpoint: str) -> str:
+        return f"/endpoints/{endpoint}/invocations"
+
+    def call(self, endpoint: str, target: str) -> float:
+        return httpload.latencies(
+            self.info.port, self.path(endpoint), ROW, {**self.headers, "X-Amzn-SageMaker-Target-Model": target}, 1, warmup=0
+        )[0]
+
+    def state(self, endpoint: str) -> dict:
+        with urllib.request.urlopen(f"{self.info.url}/_local/endpoints/{endpoint}/models") as response:
+            return json.load(response)
+
+
+def main() -> None:
+    artifact = seed_size_artifact()
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "service"
+        bench = Bench(home)
+        try:
+            # warm latency, against the bare server, in the same run ----------------------------------
+            prefix = bench.endpoint("warm")
+            warm_keys = [f"m{i:02d}.tar.gz" for i in range(20)]
+            bench.upload(prefix, warm_keys, artifact)
+            for key in warm_keys:
+                bench.call("warm", key)
+            headers = {**bench.headers, "X-Amzn-SageMaker-Target-Model": warm_keys[0]}
+            model_file = Path(tmp) / "xgboost-model"
+            import io
+            import tarfile
+
+            with tarfile.open(fileobj=io.BytesIO(artifact)) as archive:
+                model_file.write_bytes(archive.extractfile("xgboost-model").read())
+            port = free_port()
+            bare = subprocess.Popen(
+                [sys.executable, str(Path(__file__).parent / "bare_server.py"), str(model_file), str(port)]
+            )
+            try:
+                wait_port(port)
+                rounds = []
+                for _ in range(3):  # interleaved, so that both see the same machine
+                    rounds.append(
+                        (
+                            httpload.latencies(bench.info.port, bench.path("warm"), ROW, headers, 2000),
+                            httpload.latencies(port, "/", ROW, {"Content-Type": "text/csv"}, 2000),
+                        )
+                    )
+                service_ms = [t for r in rounds for t in r[0]]
+                bare_ms = [t for r in rounds for t in r[1]]
+                bare_load = httpload.throughput(port, [httpload.request_bytes("/", ROW, {"Content-Type": "text/csv"})], 8, 5)
+            finally:
+                bare.terminate()
+                bare.wait()
+            results["warm latency (1 connection)"] = {
+                "service p50 ms": round(statistics.median(service_ms), 3),
+                "service p99 ms": round(httpload.percentile(service_ms, 99), 3),
+                "bare server p50 ms": round(statistics.median(bare_ms), 3),
+                "ratio": round(statistics.median(service_ms) / statistics.median(bare_ms), 2),
+            }
+
+            # throughput: 8 connections over 20 models ----------------------------------------------------------
+            payloads = [
+                httpload.request_bytes(bench.path("warm"), ROW, {**bench.headers, "X-Amzn-SageMaker-Target-Model": k})
+                for k in warm_keys
+            ]
+            load = httpload.throughput(bench.info.port, payloads, 8, 10)
+            results["throughput (8 connections, 20 models, 10 s)"] = {
+                **load.summary(),
+                "bare server req/s": round(bare_load.per_second),
+            }
+
+            # cold from S3: a model's first request ---------------------------------------------------------------
+            prefix = bench.endpoint("cold")
+            cold_keys = [f"c{i:02d}.tar.gz" for i in range(60)]
+            bench.upload(prefix, cold_keys, artifact)
+            cold = [bench.call("cold", key) for key in cold_keys]
+            results["cold start, model not on disk (60 models)"] = {
+                "p50 ms": round(statistics.median(cold), 2),
+                "p90 ms": round(httpload.percentile(cold, 90), 2),
+            }
+
+            # cold from the disk cache: memory for one model only, so every switch reloads from disk ---------
+            model_size = bench.state("cold")["models"][0]["size_bytes"]
+            prefix = bench.endpoint("disk", {"MME_LOCAL_MEMORY_BUDGET_MB": str(1.5 * model_size / 2**20)})
+            disk_keys = [f"d{i:02d}.tar.gz" for i in range(30)]
+            bench.upload(prefix, disk_keys, artifact)
+            for key in disk_keys:
+                bench.call("disk", key)  # downloads every model once; each load evicts the previous one
+            from_disk = [bench.call("disk", key) for key in disk_keys]
+            state = {m["target"]: m for m in bench.state("disk")["models"]}
+            assert all(state[k]["loads"] == 2 and state[k]["misses"] == 2 for k in disk_keys), "not a disk reload"
+            results["cold start from the disk cache (30 models)"] = {
+                "p50 ms": round(statistics.median(from_disk), 2),
+                "p90 ms": round(httpload.percentile(from_disk, 90), 2),
+            }
+
+            # memory per loaded seed-size model --------------------------------------------------------------------
+            prefix = bench.endpoint("memory")
+            memory_keys = [f"r{i:03d}.tar.gz" for i in range(500)]
+            bench.upload(prefix, memory_keys, artifact)
+            process = psutil.Process(bench.info.pid)
+            bench.call("memory", memory_keys[0])
+            before = process.memory_info().rss
+            for key in memory_keys[1:]:
+                bench.call("memory", key)
+            after = process.memory_info().rss
+            loaded = len(bench.state("memory")["loaded_models"])
+            results["memory per loaded seed-size model"] = {
+                "models loaded": loaded,
+                "MB per model": round((after - before) / (loaded - 1) / 2**20, 3),
+                "artifact KB": round(len(artifact) / 1024, 1),
+                "model file KB": round(model_size / 1024, 1),
+            }
+        finally:
+            lifecycle.stop(home)
+
+    print(f"Endpoint benchmark, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
+    for name, figures in results.items():
+        print(f"\n{name}")
+        for key, value in figures.items():
+            print(f"  {key:>22}: {value}")
+
+
+if __name__ == "__main__":
+    main()
