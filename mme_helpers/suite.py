@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,35 @@ def strip_run_metadata(path: Path) -> None:
     path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
 
 
+def first_error(executed: Path) -> str | None:
+    """The error an executed notebook stopped at, as one line.
+
+    A plain kernel stores an ``error`` output; with the SageMaker SDK imported, ``rich`` prints
+    the traceback instead, and the exception is the text after the traceback's box.
+    """
+    try:
+        notebook = json.loads(executed.read_text())
+    except (OSError, ValueError):
+        return None
+    marker_seen = False
+    for cell in notebook["cells"]:
+        source = "".join(cell.get("source", ""))
+        if cell["cell_type"] == "markdown" and 'id="papermill-error-cell"' in source:
+            marker_seen = True
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return f"{output['ename']}: {output['evalue']}"
+            if marker_seen and cell["cell_type"] == "code":
+                text = re.sub(r"\x1b\[[0-9;]*m", "", "".join(output.get("data", {}).get("text/plain", "")))
+                tail = text.rsplit("\u256f", 1)[-1]  # after the traceback box's last corner
+                if tail.strip():
+                    return " ".join(tail.split())
+        if marker_seen and cell["cell_type"] == "code":
+            return None
+    return None
+
+
 def run(mode: str, run_name: str, role: str | None, extra: dict, in_place: bool, only: list[str]) -> int:
     import papermill
 
@@ -77,7 +107,7 @@ def run(mode: str, run_name: str, role: str | None, extra: dict, in_place: bool,
         except papermill.PapermillExecutionError as error:
             failed = (path.name, error)
             print(
-                f"\nFAILED: {path.name}, cell {error.exec_count}: {error.ename}: {error.evalue}\n"
+                f"\nFAILED: {path.name}, {first_error(output) or error.ename}\n"
                 f"The executed notebook, with the error in place, is {output}",
                 file=sys.stderr,
                 flush=True,

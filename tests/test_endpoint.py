@@ -428,3 +428,25 @@ def test_metrics_reach_cloudwatch(ctx, clients, mme):
         assert wait_until(lambda m=metric: stat(m), timeout=10), metric
     assert wait_until(lambda: stat("LoadedModelCount", "/aws/sagemaker/Endpoints"), timeout=10)["Maximum"] >= 1
     assert stat("ModelCacheHit")["Sum"] >= 2
+
+
+def test_a_model_still_loading_answers_429_and_keeps_loading(ctx, clients):
+    """The request gives up waiting (60 s on AWS, 50 ms here); the load goes on and later calls succeed."""
+    name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_MODEL_WAIT_SECONDS": "0.05"})
+    booster = train_booster()
+    # a big (but well compressed) dot-file: unpacked, never loaded; it makes the cold load slow
+    files = {"xgboost-model": bytes(booster.save_raw("ubj")), ".padding": bytes(120 * 2**20)}
+    put_model(ctx, clients, prefix, "slow.tar.gz", body=model_tar(files=files))
+    status, code, message, _ = error_of(lambda: invoke(clients, name, "1,2,3,4,5,6", "slow.tar.gz", ContentType="text/csv"))
+    assert (status, code) == (429, "ModelNotReadyException") and "still loading" in message
+    text = wait_until(lambda: _try(clients, name), timeout=60, interval=0.2)
+    assert json.loads(text)
+    assert loaded_models(name).loc["slow.tar.gz", "loads"] == 1
+
+
+def _try(clients, name):
+    try:
+        return invoke(clients, name, "1,2,3,4,5,6", "slow.tar.gz", ContentType="text/csv")[0]
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "ModelNotReadyException"
+        return None

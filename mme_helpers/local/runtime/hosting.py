@@ -18,6 +18,7 @@ from .registry import ModelNotFound, ModelRegistry, RegistryConfig
 
 MEMORY_OVERRIDE = "MME_LOCAL_MEMORY_BUDGET_MB"
 DISK_OVERRIDE = "MME_LOCAL_DISK_BUDGET_MB"
+WAIT_OVERRIDE = "MME_LOCAL_MODEL_WAIT_SECONDS"  # how long a request waits for a loading model (AWS: 60 s)
 MB = 1 << 20
 
 
@@ -102,7 +103,12 @@ class Hosting:
             runtime.registry = ModelRegistry(
                 source=S3Artifacts(self.clients.s3, model_data_url),
                 cache_dir=cache_dir,
-                config=RegistryConfig(memory_budget=memory, disk_budget=disk, cache_enabled=cache_enabled),
+                config=RegistryConfig(
+                    memory_budget=memory,
+                    disk_budget=disk,
+                    cache_enabled=cache_enabled,
+                    load_wait_limit=float(environment.get(WAIT_OVERRIDE, 60)),
+                ),
                 executor=self.executor,
                 record_metric=self.metrics.recorder(endpoint.name, runtime.variant),
             )
