@@ -54,7 +54,7 @@ benchmark: venv
 	$(PY) benchmarks/bench_endpoint.py
 
 lab: venv
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Regenerate requirements.lock from requirements.in in a scratch venv (needs the package index).
 lock:

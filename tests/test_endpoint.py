@@ -368,10 +368,17 @@ def test_endpoint_lifecycle_and_errors(ctx, clients):
     _, code, message, _ = error_of(lambda: sm.create_endpoint(EndpointName=name, EndpointConfigName=name))
     assert "Cannot create already existing endpoint" in message
     sm.delete_endpoint(EndpointName=name)
-    _, code, message, _ = error_of(lambda: sm.describe_endpoint(EndpointName=name))
-    assert code == "ValidationException" and "Could not find endpoint" in message
-    _, code, _, _ = error_of(lambda: invoke(clients, name, "1"))
+    _, code, _, _ = error_of(lambda: invoke(clients, name, "1"))  # Deleting: no longer serves
     assert code == "ValidationError"
+
+    def gone():
+        try:
+            return sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Deleting" and None
+        except ClientError as error:
+            return error.response["Error"]
+
+    error = wait_until(gone)
+    assert error["Code"] == "ValidationException" and "Could not find endpoint" in error["Message"]
     sm.delete_endpoint_config(EndpointConfigName=name)
     sm.delete_model(ModelName=name)
 

@@ -31,8 +31,8 @@ class MetricsPublisher:
         self.thread.start()
 
     def stop(self) -> None:
+        """Stop publishing (the local CloudWatch goes down with the service)."""
         self.stopped.set()
-        self.flush()
 
     def recorder(self, endpoint: str, variant: str) -> Callable[[str, float, str], None]:
         """A function that records one datapoint of one endpoint's metric."""

@@ -405,11 +405,21 @@ class SageMakerBackend:
         return self.endpoints.get(name)
 
     def delete_endpoint(self, name: str) -> None:
+        """``Deleting`` at once; the runtime is torn down in the background, then the endpoint is gone."""
         endpoint = self.get_endpoint(name)
         with self.lock:
+            if endpoint.status == "Deleting":
+                return
             endpoint.status = "Deleting"
+            endpoint.last_modified_time = time.time()
             runtime, endpoint.runtime = endpoint.runtime, None
-        if runtime is not None and self.hosting:
-            self.hosting.teardown(runtime)
-        with self.lock:
-            self.endpoints.pop(name, None)
+        threading.Thread(target=self._teardown, args=(endpoint, runtime), name=f"delete-{name}", daemon=True).start()
+
+    def _teardown(self, endpoint: Endpoint, runtime: Any) -> None:
+        try:
+            if runtime is not None and self.hosting:
+                self.hosting.teardown(runtime)
+        finally:
+            with self.lock:
+                if self.endpoints.get(endpoint.name) is endpoint:
+                    del self.endpoints[endpoint.name]
