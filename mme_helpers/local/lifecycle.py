@@ -104,7 +104,6 @@ def start(
     port: int = 0,
     region: str = DEFAULT_REGION,
     timeout: float = 60.0,
-    extra_args: tuple[str, ...] = (),
 ) -> tuple[ServiceInfo, bool]:
     """Start the service detached, or find the one already running.
 
@@ -125,7 +124,7 @@ def start(
         if port:
             _check_port_free(port)
         command = [sys.executable, "-m", "mme_helpers.local", "--home", str(home), "serve", "--port", str(port)]
-        command += ["--region", region, *extra_args]
+        command += ["--region", region]
         with open(home / LOG_FILE, "ab") as log:
             process = subprocess.Popen(
                 command,

@@ -65,7 +65,7 @@ class InvocationHandler:
                     "ValidationError",
                     f"Request payload is {size}; the limit for real-time endpoints is {MAX_PAYLOAD:,} bytes (6 MB).",
                 ) from None
-            response = await self._invoke(request, body, runtime, request_id, record, endpoint_name)
+            response, model_latency_us = await self._invoke(request, body, runtime, request_id, record, endpoint_name)
         except InvokeError as error:
             if record:
                 record("Invocation4XXErrors" if error.status < 500 else "Invocation5XXErrors", 1, "Count")
@@ -74,10 +74,10 @@ class InvocationHandler:
         if record:
             record("Invocation4XXErrors", 0, "Count")
             record("Invocation5XXErrors", 0, "Count")
-            record("OverheadLatency", (time.perf_counter() - started) * 1e6 - response.model_latency_us, "Microseconds")
+            record("OverheadLatency", (time.perf_counter() - started) * 1e6 - model_latency_us, "Microseconds")
         return response
 
-    async def _invoke(self, request, body, runtime, request_id, record, endpoint_name) -> Response:
+    async def _invoke(self, request, body, runtime, request_id, record, endpoint_name) -> tuple[Response, float]:
         headers = request.headers
         target = headers.get("x-amzn-sagemaker-target-model")
         if target is not None and runtime.multi_model is False:
@@ -144,8 +144,7 @@ class InvocationHandler:
                 (b"x-amzn-invoked-production-variant", runtime.variant.encode()),
             ],
         )
-        response.model_latency_us = model_latency_us
-        return response
+        return response, model_latency_us
 
     async def _predict(self, model, body: bytes, content_type: str | None) -> np.ndarray:
         if len(body) <= INLINE_PREDICTION_BYTES:

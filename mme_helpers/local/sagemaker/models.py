@@ -17,7 +17,6 @@ from ..config import ACCOUNT_ID
 from .errors import ResourceInUse, ResourceNotFound, ValidationException
 
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-TERMINAL_JOB_STATES = ("Completed", "Failed", "Stopped")
 
 
 def arn(region: str, kind: str, name: str) -> str:
