@@ -438,8 +438,8 @@ def test_metrics_reach_cloudwatch(ctx, clients, mme):
 
 
 def test_a_model_still_loading_answers_429_and_keeps_loading(ctx, clients):
-    """The request gives up waiting (60 s on AWS, 50 ms here); the load goes on and later calls succeed."""
-    name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_MODEL_WAIT_SECONDS": "0.05"})
+    """The request gives up waiting (60 s on AWS, 10 ms here); the load goes on and later calls succeed."""
+    name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_MODEL_WAIT_SECONDS": "0.01"})
     booster = train_booster()
     # a big (but well compressed) dot-file: unpacked, never loaded; it makes the cold load slow
     files = {"xgboost-model": bytes(booster.save_raw("ubj")), ".padding": bytes(120 * 2**20)}
