@@ -122,6 +122,55 @@ def leftovers(sagemaker_client, s3_client, bucket: str, names: RunNames) -> pd.D
     return inventory(sagemaker_client, s3_client, bucket, names)
 
 
+def what_remains(names: RunNames, jobs_kept: int, data_root: str, mode: str) -> pd.DataFrame:
+    """What the clean-up leaves on purpose, where it is, and whether it costs anything."""
+    from .naming import project_path
+
+    relative = names.data_dir(data_root)
+    folder = project_path(relative)
+    files = [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+    size = sum(p.stat().st_size for p in files)
+    rows = [
+        {
+            "what": f"{jobs_kept} training job record(s)",
+            "where": f"SageMaker > Training jobs, names starting {names.run}-",
+            "cost": "nothing",
+            "to remove": "cannot be deleted: SageMaker has no call for it",
+        },
+        {
+            "what": "the generated CSV data",
+            "where": f"{relative}/ in the project ({len(files)} files, {size / 1024:,.0f} KB)",
+            "cost": "disk space on this machine",
+            "to remove": f"rm -r {relative}",
+        },
+    ]
+    if mode == "aws":
+        rows += [
+            {
+                "what": "training and endpoint logs",
+                "where": f"CloudWatch Logs: /aws/sagemaker/TrainingJobs, /aws/sagemaker/Endpoints/{names.endpoint}",
+                "cost": "cents per GB stored",
+                "to remove": "delete the log streams or set a retention period",
+            },
+            {
+                "what": "endpoint metrics",
+                "where": "CloudWatch metrics, AWS/SageMaker and /aws/sagemaker/Endpoints",
+                "cost": "nothing",
+                "to remove": "they expire on their own (15 months)",
+            },
+        ]
+    else:
+        rows.append(
+            {
+                "what": "the local service and its state (S3, jobs, logs, metrics)",
+                "where": "a process on 127.0.0.1 and the folder .mme_local/",
+                "cost": "a little memory while it runs",
+                "to remove": "python -m mme_helpers.local stop (forgets everything), or STOP_LOCAL_SERVICE = True",
+            }
+        )
+    return pd.DataFrame(rows).set_index("what")
+
+
 def stop_local_service(mode: str, requested: bool) -> str:
     """Local mode, if asked: stop the local AWS service. AWS mode has nothing to stop."""
     if mode != "local":

@@ -27,6 +27,11 @@ FEATURES = (
 )
 COLUMNS = (LABEL, *FEATURES)
 SEED_LOCATIONS = ("NewYork_NY", "LosAngeles_CA", "Chicago_IL", "Houston_TX")
+# How expensive each city is: the seed's formula times this level. Without it the seed's four cities
+# share one formula and their models differ only by noise; with it, the same house gets each city's
+# own price, so asking the wrong model is a visible mistake. Other names get a level from their name.
+PRICE_LEVELS = {"NewYork_NY": 1.6, "LosAngeles_CA": 1.35, "Chicago_IL": 0.85, "Houston_TX": 0.7}
+DERIVED_LEVELS = (0.6, 1.6)
 MAX_YEAR = 2019
 SPLIT_RATIOS = (0.6, 0.3, 0.1)
 CHANNELS = ("train", "val", "test")
@@ -73,9 +78,19 @@ def location_rng(seed: int, location: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(location.encode())])
 
 
-def house_prices(houses: pd.DataFrame, max_year: int = MAX_YEAR) -> np.ndarray:
-    """The seed's price formula, truncated to whole dollars like its ``int(...)``."""
-    price = (
+def price_level(location: str) -> float:
+    """The city's price level: ``PRICE_LEVELS``, or for another name a level in ``DERIVED_LEVELS``
+    that depends only on the name (so a city's data never changes)."""
+    if location in PRICE_LEVELS:
+        return PRICE_LEVELS[location]
+    low, high = DERIVED_LEVELS
+    return round(low + (high - low) * (zlib.crc32(location.encode()) % 1001) / 1000, 2)
+
+
+def house_prices(houses: pd.DataFrame, max_year: int = MAX_YEAR, level: float = 1.0) -> np.ndarray:
+    """The seed's price formula times the city's price ``level``, truncated to whole dollars like
+    the seed's ``int(...)``."""
+    price = level * (
         houses["SQUARE_FEET"] * 150
         + 10000 * houses["NUM_BEDROOMS"]
         + 15000 * houses["NUM_BATHROOMS"]
@@ -101,12 +116,19 @@ def random_features(rng: np.random.Generator, num_houses: int, max_year: int = M
     )
 
 
-def generate_houses(num_houses: int, rng: np.random.Generator, max_year: int = MAX_YEAR) -> pd.DataFrame:
+def true_prices(features, location: str) -> np.ndarray:
+    """What the generator's formula says houses (rows of the six features) are worth in
+    ``location``: the label a model of that city learned to predict."""
+    frame = pd.DataFrame(np.atleast_2d(np.asarray(features, dtype=np.float64)), columns=list(FEATURES))
+    return house_prices(frame, level=price_level(location))
+
+
+def generate_houses(num_houses: int, rng: np.random.Generator, max_year: int = MAX_YEAR, level: float = 1.0) -> pd.DataFrame:
     """``num_houses`` houses with the price first, then the six features."""
     if not isinstance(num_houses, (int, np.integer)) or isinstance(num_houses, bool) or num_houses < 1:
         raise DataParameterError(f"the number of houses must be a whole number >= 1, got {num_houses!r}")
     houses = random_features(rng, int(num_houses), max_year)
-    houses.insert(0, LABEL, house_prices(houses, max_year))
+    houses.insert(0, LABEL, house_prices(houses, max_year, level))
     return houses
 
 
@@ -141,7 +163,7 @@ def split_houses(houses: pd.DataFrame, rng: np.random.Generator, ratios=SPLIT_RA
 def location_split(location: str, num_houses: int, seed: int, ratios=SPLIT_RATIOS) -> Split:
     """The houses of one location, split; the same arguments always give the same split."""
     rng = location_rng(seed, location)
-    return split_houses(generate_houses(num_houses, rng), rng, ratios)
+    return split_houses(generate_houses(num_houses, rng, level=price_level(location)), rng, ratios)
 
 
 def to_training_csv(frame: pd.DataFrame) -> str:
@@ -181,6 +203,7 @@ def generate_dataset(
         rows.append(
             {
                 "location": location,
+                "price_level": price_level(location),
                 "houses": len(everything),
                 "train": len(split.train),
                 "val": len(split.val),

@@ -3,8 +3,10 @@ loaded, and a guarded ``add_model``."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import tarfile
 import urllib.request
 
 import pandas as pd
@@ -68,6 +70,14 @@ def model_catalog(s3_client, model_data_prefix: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["target_model (relative key)", "S3 object", "size_kb"])
 
 
+def unpacked_model_bytes(s3_client, s3_uri: str) -> int:
+    """The size of a ``model.tar.gz`` once unpacked: about what the model takes in memory."""
+    bucket, key = split_s3_uri(s3_uri)
+    body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+        return sum(member.size for member in archive.getmembers() if member.isfile())
+
+
 def loaded_models(endpoint_name: str) -> pd.DataFrame:
     """The models the endpoint has in memory or on disk, with hits, misses and load times per
     model. Only local mode can show this (AWS publishes endpoint-wide metrics only): in AWS mode
@@ -84,6 +94,10 @@ def loaded_models(endpoint_name: str) -> pd.DataFrame:
     frame.attrs.update({k: v for k, v in state.items() if k != "models"})
     frame.attrs["summary"] = (
         f"{len(state.get('loaded_models', []))} models in memory, using {state['memory_used_bytes'] / 1024:,.0f} KB "
-        f"of the endpoint's {state['memory_budget_bytes'] / 2**30:,.1f} GB budget"
+        f"of the endpoint's {_size(state['memory_budget_bytes'])} budget"
     )
     return frame
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**30:,.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:,.1f} MB"

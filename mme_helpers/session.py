@@ -34,18 +34,27 @@ class Context:
     sagemaker_session: Any
     poll_seconds: float
     service_url: str | None = None
+    metric_period: int = 60  # the finest CloudWatch period worth asking for: AWS publishes per minute
 
     def client(self, name: str):
         return self.boto_session.client(name)
 
-    def describe(self) -> dict[str, str]:
-        return {
-            "mode": self.mode,
-            "region": self.region,
-            "role": self.role,
-            "bucket": self.bucket,
-            "endpoint": self.service_url or "AWS",
-        }
+    def describe(self):
+        """What this notebook talks to, one line each (a table a learner can read in full)."""
+        import pandas as pd
+
+        return pd.Series(
+            {
+                "mode": self.mode,
+                "region": self.region,
+                "execution role": self.role,
+                "default bucket": f"s3://{self.bucket}",
+                "AWS APIs answered by": (
+                    f"the local service at {self.service_url}" if self.service_url else "AWS (regional endpoints)"
+                ),
+            },
+            name="setting",
+        ).to_frame()
 
 
 def setup(mode: str = "local", role: str | None = None, region: str | None = None) -> Context:
@@ -54,7 +63,16 @@ def setup(mode: str = "local", role: str | None = None, region: str | None = Non
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
     if mode not in MODES:
         raise ModeError(f"MODE must be one of {MODES}, got {mode!r}")
+    _readable_tables()
     return _local(region) if mode == "local" else _aws(role, region)
+
+
+def _readable_tables() -> None:
+    """Tables show S3 URIs, ARNs and messages in full: a cut-off key teaches nothing."""
+    import pandas as pd
+
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.width", 250)
 
 
 def _local(region: str | None) -> Context:
@@ -83,6 +101,7 @@ def _local(region: str | None) -> Context:
         sagemaker_session=sagemaker_session,
         poll_seconds=1.0,
         service_url=info.url,
+        metric_period=1,
     )
 
 
@@ -116,8 +135,9 @@ def _aws(role: str | None, region: str | None) -> Context:
 
 
 def _quiet_sdk() -> None:
-    """Keep the SDK's useful INFO lines, drop the ones about its own config and telemetry."""
-    for name in ("sagemaker.config", "sagemaker.telemetry", "botocore.configprovider", "botocore.credentials"):
+    """Drop the SDK's INFO lines (its config, telemetry, "Creating training-job with name ..."):
+    the notebooks show what they create in tables."""
+    for name in ("sagemaker", "sagemaker.config", "sagemaker.telemetry", "botocore.configprovider", "botocore.credentials"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

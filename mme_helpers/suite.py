@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 CLEANUP = "06_cleanup.ipynb"
+PREDICTIONS = "04_invoke_models.ipynb"
 
 
 def notebooks() -> list[Path]:
@@ -38,13 +39,45 @@ def parse_value(text: str):
         return text
 
 
-def strip_run_metadata(path: Path) -> None:
-    """Drop papermill's per-cell timings so that committed notebooks change only when outputs do."""
+def settle_carriage_returns(text: str) -> str:
+    """What a terminal shows of text with carriage returns: each line's last rewrite (a progress
+    bar's final state instead of every frame)."""
+    settled = []
+    for line in text.split("\n"):
+        frames = [frame for frame in line.split("\r") if frame]
+        settled.append(frames[-1] if frames else "")
+    return "\n".join(settled)
+
+
+def tidy_streams(cell: dict) -> None:
+    """Merge a cell's consecutive stream outputs of one name and settle their progress bars."""
+    tidied: list[dict] = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            text = "".join(output["text"]) if isinstance(output["text"], list) else output["text"]
+            if tidied and tidied[-1].get("output_type") == "stream" and tidied[-1]["name"] == output["name"]:
+                tidied[-1]["text"] += text
+                continue
+            output = {**output, "text": text}
+        tidied.append(output)
+    for output in tidied:
+        if output.get("output_type") == "stream":
+            output["text"] = settle_carriage_returns(output["text"])
+    cell["outputs"] = tidied
+
+
+def tidy_executed(path: Path, keep_run_metadata: bool = False) -> None:
+    """Progress bars as their final state; without papermill's per-cell timings (unless kept), so
+    that committed notebooks change only when outputs do."""
     notebook = json.loads(path.read_text())
-    notebook["metadata"].pop("papermill", None)
+    if not keep_run_metadata:
+        notebook["metadata"].pop("papermill", None)
     for cell in notebook["cells"]:
-        cell.get("metadata", {}).pop("papermill", None)
-        cell.get("metadata", {}).pop("execution", None)
+        if not keep_run_metadata:
+            cell.get("metadata", {}).pop("papermill", None)
+            cell.get("metadata", {}).pop("execution", None)
+        if cell["cell_type"] == "code":
+            tidy_streams(cell)
     path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
 
 
@@ -114,8 +147,8 @@ def run(mode: str, run_name: str, role: str | None, extra: dict, in_place: bool,
             )
             break
         finally:
-            if in_place and output.exists():
-                strip_run_metadata(output)
+            if output.exists():
+                tidy_executed(output, keep_run_metadata=not in_place)
         print(f"      done in {time.perf_counter() - started:.1f} s -> {output.relative_to(ROOT)}", flush=True)
     if failed and mode == "aws" and failed[0] != CLEANUP:
         cleanup = NOTEBOOKS / CLEANUP
@@ -131,6 +164,10 @@ def run(mode: str, run_name: str, role: str | None, extra: dict, in_place: bool,
         print(f"run '{run_name}' stopped at {failed[0]} after {total:.0f} s", file=sys.stderr)
         return 1
     print(f"run '{run_name}' ({mode} mode): {len(selected)} notebooks in {total:.0f} s; outputs in {out_dir}")
+    predictions = [p for p in selected if p.name == PREDICTIONS]
+    if predictions:
+        shown = (out_dir / PREDICTIONS).relative_to(ROOT)
+        print(f"The predictions, cold and warm timings and eviction are in {shown} (open it with `make lab`).")
     return 0
 
 

@@ -3,6 +3,8 @@ progress bar, and the table of results. The SageMaker SDK calls themselves stay 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -113,3 +115,40 @@ def latest_completed_jobs(sagemaker_client, names: RunNames, locations: Iterable
             )
         found[location] = max(candidates, key=lambda j: j["CreationTime"])["TrainingJobName"]
     return found
+
+
+def attach_estimator(job_name: str, sagemaker_session):
+    """``Estimator.attach`` without the job's status history, which it prints (02 showed it)."""
+    from sagemaker.estimator import Estimator
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return Estimator.attach(job_name, sagemaker_session=sagemaker_session)
+
+
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+
+
+def training_log(logs_client, job_name: str) -> list[str]:
+    """Every line a training job wrote to CloudWatch Logs (what ``estimator.logs()`` prints)."""
+    lines: list[str] = []
+    streams = logs_client.describe_log_streams(logGroupName=TRAINING_LOG_GROUP, logStreamNamePrefix=f"{job_name}/")
+    for stream in streams.get("logStreams", []):
+        token = None
+        while True:
+            kwargs = {"nextToken": token} if token else {}
+            page = logs_client.get_log_events(
+                logGroupName=TRAINING_LOG_GROUP, logStreamName=stream["logStreamName"], startFromHead=True, **kwargs
+            )
+            lines += [event["message"] for event in page["events"]]
+            if not page["events"] or page.get("nextForwardToken") == token:
+                break
+            token = page.get("nextForwardToken")
+    return lines
+
+
+def excerpt(lines: list[str], head: int = 8, tail: int = 4) -> str:
+    """The first and last lines of a long log, with how many were left out between them."""
+    if len(lines) <= head + tail + 1:
+        return "\n".join(lines)
+    left_out = len(lines) - head - tail
+    return "\n".join([*lines[:head], f"   ... {left_out} more lines ...", *lines[-tail:]])

@@ -52,6 +52,20 @@ def test_price_follows_the_seed_formula():
     assert houses["PRICE"].tolist() == expected
 
 
+def test_each_city_prices_the_same_house_at_its_own_level(tmp_path):
+    house = [[2000, 3000, 3, 2.0, 1.0, 1]]
+    seed_price = data.house_prices(pd.DataFrame(house, columns=list(data.FEATURES)))[0]
+    assert seed_price == 150 * 3000 + 30000 + 30000 + 15000 + 15000 - 5000 * 19
+    prices = {city: data.true_prices(house, city)[0] for city in data.SEED_LOCATIONS}
+    assert prices["NewYork_NY"] == int(1.6 * seed_price) and prices["Houston_TX"] == int(0.7 * seed_price)
+    assert len(set(prices.values())) == 4
+    assert data.price_level("Oslo_NO") == data.price_level("Oslo_NO")  # derived from the name alone
+    assert 0.6 <= data.price_level("Oslo_NO") <= 1.6
+    summary = data.generate_dataset(["NewYork_NY", "Houston_TX"], 200, 7, tmp_path)
+    ratio = summary.loc["NewYork_NY", "median_price"] / summary.loc["Houston_TX", "median_price"]
+    assert 1.9 < ratio < 2.7  # 1.6 / 0.7, give or take the draws
+
+
 def test_feature_ranges_match_the_seed():
     houses = data.generate_houses(20000, np.random.default_rng(5))
     assert houses["YEAR_BUILT"].max() <= 2019
@@ -84,7 +98,7 @@ def test_csv_is_label_first_without_header(tmp_path):
         assert len(first) == 7
         assert all(value.replace(".", "", 1).lstrip("-").isdigit() for value in first)  # no header
         frame = pd.read_csv(path, header=None)
-        price = data.house_prices(frame.iloc[:, 1:].set_axis(list(data.FEATURES), axis=1))
+        price = data.true_prices(frame.iloc[:, 1:].values, "Paris_FR")
         assert np.allclose(frame[0], price, atol=1)  # the label is the price, in the first column
 
 

@@ -36,3 +36,20 @@ def test_a_failing_notebook_stops_the_run_with_a_clear_message(service):
         assert (suite.ROOT / "runs" / run / "03_deploy_endpoint.ipynb").exists()
     finally:
         shutil.rmtree(suite.ROOT / "runs" / run, ignore_errors=True)
+
+
+def test_progress_bars_are_committed_as_their_final_frame():
+    frames = "jobs:   0%|   | 0/4\rjobs:  50%|#  | 2/4\rjobs: 100%|###| 4/4\n"
+    assert suite.settle_carriage_returns(frames) == "jobs: 100%|###| 4/4\n"
+    cell = {
+        "outputs": [
+            {"output_type": "stream", "name": "stderr", "text": ["jobs:   0%|   | 0/4"]},
+            {"output_type": "stream", "name": "stderr", "text": "\rjobs: 100%|###| 4/4\n"},
+            {"output_type": "stream", "name": "stdout", "text": "a line\n"},
+            {"output_type": "execute_result", "data": {"text/plain": "x"}, "metadata": {}, "execution_count": 1},
+        ]
+    }
+    suite.tidy_streams(cell)
+    assert [o.get("name") for o in cell["outputs"]] == ["stderr", "stdout", None]
+    assert cell["outputs"][0]["text"] == "jobs: 100%|###| 4/4\n"
+    assert cell["outputs"][1]["text"] == "a line\n"

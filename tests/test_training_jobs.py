@@ -14,6 +14,7 @@ from conftest import unique, wait_until
 from sagemaker import image_uris
 
 from mme_helpers import data
+from mme_helpers.training import excerpt, training_log
 
 HYPERPARAMETERS = {"max_depth": 3, "eta": 0.3, "objective": "reg:squarederror", "num_round": 10}
 
@@ -112,8 +113,17 @@ def test_fit_wait_streams_the_log(ctx, image, channels, capsys, monkeypatch):
     assert "Completed - Training job completed" in out
     assert "[9]\ttrain-rmse:" in out and "validation-rmse:" in out
     assert "Model written to s3://" in out
-    est.logs()  # after the fact, as in the notebook
+    est.logs()  # after the fact
     assert "train matrix has 180 rows, 6 features" in capsys.readouterr().out
+    lines = training_log(ctx.client("logs"), est.latest_training_job.name)  # as notebook 02 reads it
+    assert lines[0].startswith("Starting the built-in XGBoost algorithm") and lines[-1].startswith("Model written to")
+    shown = excerpt(lines, head=3, tail=2).splitlines()
+    assert shown[:3] == lines[:3] and shown[-2:] == lines[-2:]
+    assert shown[3] == f"   ... {len(lines) - 5} more lines ..."
+
+
+def test_a_short_log_is_shown_whole():
+    assert excerpt(["a", "b", "c"], head=1, tail=1) == "a\nb\nc"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,151 @@
+"""Eviction made visible: how many models fit, what an exact LRU cache would do with a request
+sequence, and whether the endpoint did the same.
+
+An MME unloads the least recently used model when a new one needs memory. With models of one size
+the memory holds ``capacity`` of them, and an exact LRU simulation of the request sequence says
+which request misses and which model each miss pushes out; the endpoint's own counts (local mode)
+can then be checked against it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+
+from .local.runtime.instance_types import GIB, MEMORY_GIB
+
+# On AWS every loaded model runs in a worker process of the model server (Multi Model Server):
+# its Python interpreter and XGBoost weigh far more than a small model file. Measured on this
+# project's machine with MMS 1.1.2: about 44 MB per loaded model (README, Benchmarks).
+MMS_WORKER_BYTES = 44 * 10**6
+
+
+def capacity_in_models(memory_bytes: float, model_bytes: float) -> int:
+    """How many models of ``model_bytes`` a memory of ``memory_bytes`` holds."""
+    if model_bytes <= 0:
+        raise ValueError(f"a model takes some memory, got {model_bytes} bytes")
+    return int(memory_bytes // model_bytes)
+
+
+def seed_models_per_instance(instance_type: str, model_bytes: float) -> pd.DataFrame:
+    """How many models fit on one instance, counted by file size and counted as AWS pays for them."""
+    memory = MEMORY_GIB[instance_type] * GIB
+    return pd.DataFrame(
+        [
+            {
+                "counted as": "model file only (what a naive estimate says)",
+                "MB per model": round(model_bytes / 1e6, 3),
+                "models that fit": capacity_in_models(memory, model_bytes),
+            },
+            {
+                "counted as": "model + its model-server worker (AWS's XGBoost container)",
+                "MB per model": round((model_bytes + MMS_WORKER_BYTES) / 1e6, 3),
+                "models that fit": capacity_in_models(memory, model_bytes + MMS_WORKER_BYTES),
+            },
+        ]
+    ).set_index("counted as")
+
+
+def simulate_lru(requests: Sequence[str], capacity: int, loaded: Sequence[str] = ()) -> pd.DataFrame:
+    """An exact LRU cache of ``capacity`` models fed ``requests`` in order (``loaded``: what is in
+    memory before, least recent first). One row per request: hit or miss, where a miss loads from
+    (S3 the first time; the disk cache after an eviction, as disk is far larger than memory), and
+    what it evicted."""
+    if capacity < 1:
+        raise ValueError(f"the cache must hold at least one model, got capacity {capacity}")
+    cache: OrderedDict[str, None] = OrderedDict((target, None) for target in loaded)
+    seen = set(loaded)
+    rows = []
+    for number, target in enumerate(requests, 1):
+        evicted = ""
+        if target in cache:
+            cache.move_to_end(target)
+            outcome = "hit"
+        else:
+            outcome = "miss"
+            source = "disk" if target in seen else "S3"
+            seen.add(target)
+            if len(cache) >= capacity:
+                evicted, _ = cache.popitem(last=False)
+            cache[target] = None
+        rows.append(
+            {
+                "request": number,
+                "target_model": target,
+                "lru says": outcome,
+                "load from": source if outcome == "miss" else "",
+                "evicts": evicted,
+                "loaded after": len(cache),
+            }
+        )
+    return pd.DataFrame(rows).set_index("request")
+
+
+def run_sequence(predict: Callable[[str], float], requests: Sequence[str], pace_seconds: float = 0.0) -> pd.DataFrame:
+    """Invoke each target in order, ``pace_seconds`` apart; one row per request with its latency."""
+    rows = []
+    first = time.perf_counter()
+    for number, target in enumerate(requests, 1):
+        started = time.perf_counter()
+        price = predict(target)
+        finished = time.perf_counter()
+        rows.append(
+            {
+                "request": number,
+                "target_model": target,
+                "price": round(float(price), 2),
+                "latency_ms": round((finished - started) * 1000, 2),
+                "at_s": round(started - first, 2),
+            }
+        )
+        if pace_seconds and number < len(requests):
+            time.sleep(max(0.0, pace_seconds - (time.perf_counter() - started)))
+    return pd.DataFrame(rows).set_index("request")
+
+
+def per_model_counts(simulated: pd.DataFrame) -> pd.DataFrame:
+    """Misses (= loads) and evictions per model, as the simulation predicts them."""
+    misses = simulated[simulated["lru says"] == "miss"].groupby("target_model").size()
+    evictions = simulated[simulated["evicts"] != ""].groupby("evicts").size()
+    frame = pd.DataFrame({"loads": misses, "evictions": evictions}).fillna(0).astype(int)
+    frame.index.name = "target_model"
+    return frame
+
+
+def check_against_endpoint(simulated: pd.DataFrame, loaded: pd.DataFrame) -> pd.DataFrame:
+    """The simulation's loads and evictions per model beside the endpoint's own counts.
+
+    ``loaded`` is :func:`mme_helpers.endpoint.loaded_models`; it is empty on AWS, which shows no
+    per-model state, and then only the simulation's columns are filled.
+    """
+    expected = per_model_counts(simulated)
+    observed = loaded.reindex(expected.index)[["loads", "evictions"]]
+    frame = expected.add_prefix("lru: ").join(observed.add_prefix("endpoint: "))
+    frame["same"] = (frame["lru: loads"] == frame["endpoint: loads"]) & (
+        frame["lru: evictions"] == frame["endpoint: evictions"]
+    )
+    return frame
+
+
+def model_memory(loaded_attrs: dict, instance_type: str, model_bytes: float) -> dict:
+    """The memory the endpoint fills with models and how many models of ``model_bytes`` it holds.
+
+    Local mode reports its budget (``loaded_models(...).attrs``); AWS does not, and there each
+    loaded model also costs a model-server worker, so the instance's memory is divided by both.
+    """
+    budget = loaded_attrs.get("memory_budget_bytes")
+    if budget:
+        return {
+            "memory for models": f"{budget / 2**20:,.1f} MB (the local endpoint's budget)",
+            "MB per model": round(model_bytes / 1e6, 3),
+            "capacity (models)": capacity_in_models(budget, model_bytes),
+        }
+    memory = MEMORY_GIB[instance_type] * GIB
+    return {
+        "memory for models": f"{memory / GIB:,.0f} GiB ({instance_type}, AWS)",
+        "MB per model": round((model_bytes + MMS_WORKER_BYTES) / 1e6, 3),
+        "capacity (models)": capacity_in_models(memory, model_bytes + MMS_WORKER_BYTES),
+    }
