@@ -148,3 +148,62 @@ def test_cache_disabled_unloads_after_each_use(tmp_path):
 
     run(scenario())
     assert source.fetches == {"a": 2} and not reg.memory and not reg.disk
+
+
+class GatedSource(Source):
+    """Downloads that finish only when the test opens their gate."""
+
+    def __init__(self, artifacts):
+        super().__init__(artifacts)
+        self.gates = {key: threading.Event() for key in artifacts}
+
+    def fetch(self, target):
+        self.gates[target].wait(10)
+        return super().fetch(target)
+
+
+def test_a_second_load_finishing_first_cannot_evict_a_model_its_waiters_are_about_to_use(tmp_path):
+    """Two cold loads end in the same instant with memory for one model: the first one's waiter is
+    pinned before it wakes, so the second load cannot evict the model it is about to use."""
+    source = GatedSource({"a": ARTIFACT, "b": ARTIFACT})
+    reg = registry(tmp_path, source, models=1.5)
+
+    async def use(key):
+        model, _ = await reg.acquire(key)
+        resident = reg.memory.get(key)
+        in_memory = resident is not None and resident.model is model and resident.in_use >= 1
+        await asyncio.sleep(0.01)  # predicting
+        reg.release(key)
+        return in_memory
+
+    async def scenario():
+        waiting = [asyncio.ensure_future(use(key)) for key in "ab"]
+        await asyncio.sleep(0.05)  # both loads are in flight
+        for gate in source.gates.values():
+            gate.set()
+        time.sleep(0.2)  # block the loop: both downloads finish before it resumes
+        return await asyncio.gather(*waiting, return_exceptions=True)
+
+    results = dict(zip("ab", run(scenario()), strict=True))
+    served = [key for key, result in results.items() if result is True]
+    refused = [key for key, result in results.items() if isinstance(result, InsufficientMemory)]
+    # whichever load finished first is served from memory, pinned while in use; the other finds
+    # no evictable memory (before the fix, both were "served" and the first one's model had been
+    # evicted under it)
+    assert len(served) == 1 and len(refused) == 1, results
+    assert "serving a request" in str(results[refused[0]])
+    assert list(reg.memory) == served and reg.memory[served[0]].in_use == 0 and reg.loading == {}
+    assert reg.memory_used <= reg.config.memory_budget
+
+
+def test_a_waiter_that_gives_up_does_not_keep_the_model_pinned(tmp_path):
+    source = Source({"a": ARTIFACT}, delay=0.3)
+    reg = registry(tmp_path, source, load_wait_limit=0.05)
+
+    async def scenario():
+        with pytest.raises(ModelNotReady):
+            await reg.acquire("a")
+        await asyncio.sleep(0.5)
+        return reg.memory["a"].in_use
+
+    assert run(scenario()) == 0  # loaded in the background, nobody holds it: evictable

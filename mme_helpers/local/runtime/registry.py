@@ -71,6 +71,16 @@ class _Resident:
 
 
 @dataclass
+class _Load:
+    """A load in flight and the requests waiting for it. The waiters are pinned (counted as in
+    use) before they are woken, so that no other load can evict the model in between."""
+
+    future: asyncio.Future
+    waiters: int = 0
+    pinned: bool = False
+
+
+@dataclass
 class _OnDisk:
     folder: Path
     size: int
@@ -111,7 +121,7 @@ class ModelRegistry:
         self.disk: OrderedDict[str, _OnDisk] = OrderedDict()
         self.disk_used = 0
         self.disk_lock = threading.Lock()
-        self.loading: dict[str, asyncio.Future] = {}
+        self.loading: dict[str, _Load] = {}
         self.stats: dict[str, ModelStats] = {}
         self.closed = False
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -129,24 +139,33 @@ class ModelRegistry:
             stats.hits += 1
             return resident.model, True
         stats.misses += 1
-        future = self.loading.get(target)
-        if future is None:
+        load = self.loading.get(target)
+        if load is None:
             future = asyncio.get_running_loop().create_future()
             future.add_done_callback(lambda f: f.cancelled() or f.exception())
-            self.loading[target] = future
+            load = self.loading[target] = _Load(future)
             stats.state = "loading"
-            asyncio.ensure_future(self._load(target, future))
+            asyncio.ensure_future(self._load(target, load))
+        load.waiters += 1
         waited = time.perf_counter()
         try:
-            model = await asyncio.wait_for(asyncio.shield(future), self.config.load_wait_limit)
+            model = await asyncio.wait_for(asyncio.shield(load.future), self.config.load_wait_limit)
         except TimeoutError:
+            self._leave(target, load)
             raise ModelNotReady(target) from None
+        except BaseException:
+            self._leave(target, load)
+            raise
         finally:
             self.record_metric("ModelLoadingWaitTime", (time.perf_counter() - waited) * 1e6, "Microseconds")
-        resident = self.memory.get(target)
-        if resident is not None and resident.model is model:
-            resident.in_use += 1
         return model, False
+
+    def _leave(self, target: str, load: _Load) -> None:
+        """A waiter gives up (timeout, failure, cancelled request): undo its pin or its place."""
+        if load.pinned:
+            self.release(target)
+        else:
+            load.waiters -= 1
 
     def release(self, target: str) -> None:
         resident = self.memory.get(target)
@@ -159,7 +178,7 @@ class ModelRegistry:
 
     # loading -----------------------------------------------------------------------------------------
 
-    async def _load(self, target: str, future: asyncio.Future) -> None:
+    async def _load(self, target: str, load: _Load) -> None:
         loop = asyncio.get_running_loop()
         stats = self.stats[target]
         try:
@@ -167,7 +186,8 @@ class ModelRegistry:
             if self.closed:
                 raise ModelLoadError("the endpoint is being deleted")
             self._make_room(model.size_bytes, target)
-            self.memory[target] = _Resident(model)
+            self.memory[target] = _Resident(model, in_use=load.waiters)  # pinned before they wake
+            load.pinned = True
             self.memory_used += model.size_bytes
             stats.loads += 1
             stats.size_bytes = model.size_bytes
@@ -177,10 +197,10 @@ class ModelRegistry:
                 stats.download_ms = times.download_s * 1000
                 self.record_metric("ModelDownloadingTime", times.download_s * 1e6, "Microseconds")
             self.record_metric("ModelLoadingTime", times.load_s * 1e6, "Microseconds")
-            future.set_result(model)
+            load.future.set_result(model)
         except Exception as exc:
             stats.state = "on disk" if target in self.disk else "failed"
-            future.set_exception(exc)
+            load.future.set_exception(exc)
         finally:
             self.loading.pop(target, None)
 
