@@ -6,7 +6,6 @@ predict-only server, throughput, cold starts from S3 and from the disk cache, me
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import statistics
@@ -14,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import boto3
@@ -26,6 +24,7 @@ import httpload  # noqa: E402
 from mme_helpers import data  # noqa: E402
 from mme_helpers.local import config, lifecycle  # noqa: E402
 from mme_helpers.local.sagemaker import xgboost_algorithm  # noqa: E402
+from mme_helpers.local.signed_http import signed_get, signed_headers  # noqa: E402
 
 IMAGE = "246618743249.dkr.ecr.us-west-2.amazonaws.com/sagemaker-xgboost:1.7-1"
 ROW = b"2005,3000,3,2.0,1.0,2\n"
@@ -73,12 +72,16 @@ class Bench:
         self.sm = session.client("sagemaker", endpoint_url=self.info.url)
         self.s3 = session.client("s3", endpoint_url=self.info.url)
         self.bucket = config.default_bucket(self.info.region)
-        self.headers = {
-            "Content-Type": "text/csv",
-            # the service routes by the SigV4 credential scope
-            "Authorization": f"AWS4-HMAC-SHA256 Credential={self.info.access_key_id}/20260101/{self.info.region}/"
-            "sagemaker/aws4_request, SignedHeaders=host, Signature=0",
-        }
+        self.runtime = session.client("sagemaker-runtime", endpoint_url=self.info.url)
+
+    def signed(self, endpoint: str, target: str) -> dict[str, str]:
+        """Headers of one invocation, signed as boto3 signs it. The service checks the signature of
+        every request; a signed request may be sent again within AWS's 15 minutes, as here."""
+        headers = {"Content-Type": "text/csv", "X-Amzn-SageMaker-Target-Model": target}
+        url = self.info.url + self.path(endpoint)
+        return signed_headers(
+            self.info.access_key_id, self.info.secret_access_key, self.info.region, "POST", url, ROW, headers
+        )
 
     def endpoint(self, name: str, environment: dict | None = None) -> str:
         prefix = f"bench/{name}/"
@@ -110,13 +113,31 @@ class Bench:
         return f"/endpoints/{endpoint}/invocations"
 
     def call(self, endpoint: str, target: str) -> float:
-        return httpload.latencies(
-            self.info.port, self.path(endpoint), ROW, {**self.headers, "X-Amzn-SageMaker-Target-Model": target}, 1, warmup=0
-        )[0]
+        return httpload.latencies(self.info.port, self.path(endpoint), ROW, self.signed(endpoint, target), 1, warmup=0)[0]
+
+    def boto3_latencies(self, endpoint: str, target: str, count: int, warmup: int = 200) -> list[float]:
+        """Milliseconds per ``invoke_endpoint`` through boto3: serialization, signing and parsing
+        of every request included, as an application pays them."""
+        times = []
+        for i in range(warmup + count):
+            started = time.perf_counter()
+            self.runtime.invoke_endpoint(EndpointName=endpoint, TargetModel=target, ContentType="text/csv", Body=ROW)[
+                "Body"
+            ].read()
+            if i >= warmup:
+                times.append((time.perf_counter() - started) * 1000)
+        return times
 
     def state(self, endpoint: str) -> dict:
-        with urllib.request.urlopen(f"{self.info.url}/_local/endpoints/{endpoint}/models") as response:
-            return json.load(response)
+        status, answer = signed_get(
+            self.info.url,
+            f"/_local/endpoints/{endpoint}/models",
+            self.info.access_key_id,
+            self.info.secret_access_key,
+            self.info.region,
+        )
+        assert status == 200, answer
+        return answer
 
 
 def main() -> None:
@@ -132,7 +153,7 @@ def main() -> None:
             bench.upload(prefix, warm_keys, artifact)
             for key in warm_keys:
                 bench.call("warm", key)
-            headers = {**bench.headers, "X-Amzn-SageMaker-Target-Model": warm_keys[0]}
+            headers = bench.signed("warm", warm_keys[0])
             model_file = Path(tmp) / "xgboost-model"
             import io
             import tarfile
@@ -159,17 +180,21 @@ def main() -> None:
             finally:
                 bare.terminate()
                 bare.wait()
-            results["warm latency (1 connection)"] = {
+            results["warm latency (1 connection, signature checked on every request)"] = {
                 "service p50 ms": round(statistics.median(service_ms), 3),
                 "service p99 ms": round(httpload.percentile(service_ms, 99), 3),
                 "bare server p50 ms": round(statistics.median(bare_ms), 3),
                 "ratio": round(statistics.median(service_ms) / statistics.median(bare_ms), 2),
             }
+            through_boto3 = bench.boto3_latencies("warm", warm_keys[0], 2000)
+            results["warm latency through boto3 (signs and parses every request)"] = {
+                "p50 ms": round(statistics.median(through_boto3), 3),
+                "p99 ms": round(httpload.percentile(through_boto3, 99), 3),
+            }
 
             # throughput: 8 connections over 20 models ----------------------------------------------------------
             payloads = [
-                httpload.request_bytes(bench.path("warm"), ROW, {**bench.headers, "X-Amzn-SageMaker-Target-Model": k})
-                for k in warm_keys
+                httpload.request_bytes(bench.path("warm"), ROW, bench.signed("warm", k), bench.info.port) for k in warm_keys
             ]
             load = httpload.throughput(bench.info.port, payloads, 8, 10)
             results["throughput (8 connections, 20 models, 10 s)"] = {

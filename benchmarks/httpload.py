@@ -13,8 +13,10 @@ import time
 from dataclasses import dataclass, field
 
 
-def request_bytes(path: str, body: bytes, headers: dict[str, str]) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
+def request_bytes(path: str, body: bytes, headers: dict[str, str], port: int | None = None) -> bytes:
+    """One POST as bytes; ``port`` goes into the Host header, which a SigV4 signature covers."""
+    host = f"127.0.0.1:{port}" if port else "127.0.0.1"
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 

@@ -4,10 +4,9 @@ loaded, and a guarded ``add_model``."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import tarfile
-import urllib.request
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -88,8 +87,17 @@ def loaded_models(endpoint_name: str) -> pd.DataFrame:
         frame = pd.DataFrame(columns=columns).set_index("target")
         frame.attrs["summary"] = "AWS shows no per-model state; see the endpoint's CloudWatch metrics"
         return frame
-    with urllib.request.urlopen(f"{url}/_local/endpoints/{endpoint_name}/models", timeout=10) as response:
-        state = json.load(response)
+    from .local.signed_http import signed_get
+
+    status, state = signed_get(
+        url,
+        f"/_local/endpoints/{quote(endpoint_name)}/models",
+        os.environ["AWS_ACCESS_KEY_ID"],
+        os.environ["AWS_SECRET_ACCESS_KEY"],
+        os.environ.get("AWS_DEFAULT_REGION", "us-west-2"),
+    )
+    if status != 200:
+        raise LookupError(f"the local service has no state for endpoint {endpoint_name}: {state}")
     frame = pd.DataFrame(state.get("models", []), columns=columns).sort_values("target").set_index("target")
     frame.attrs.update({k: v for k, v in state.items() if k != "models"})
     frame.attrs["summary"] = (

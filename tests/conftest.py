@@ -92,3 +92,12 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+def signed_headers(
+    info, method: str, url: str, body: bytes = b"", headers=None, service: str = "sagemaker", when=None
+) -> dict[str, str]:
+    """Headers of a request signed with the service's credentials (``when``: sign at that time)."""
+    from mme_helpers.local.signed_http import signed_headers as sign
+
+    return sign(info.access_key_id, info.secret_access_key, info.region, method, url, body, headers, service, when)

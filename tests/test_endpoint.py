@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import sagemaker
 from botocore.exceptions import ClientError
-from conftest import model_tar, train_booster, unique, wait_until
+from conftest import model_tar, signed_headers, train_booster, unique, wait_until
 from sagemaker.deserializers import JSONDeserializer
 from sagemaker.multidatamodel import MultiDataModel
 from sagemaker.predictor import Predictor
@@ -266,15 +266,9 @@ def test_payload_over_6_mb_is_refused(clients, mme):
 def test_target_model_over_1024_characters_is_refused(service, mme):
     import requests
 
-    response = requests.post(
-        f"{service.url}/endpoints/{mme[0]}/invocations",
-        data=b"1,2",
-        headers={
-            "X-Amzn-SageMaker-Target-Model": "m" * 1025,
-            "Content-Type": "text/csv",
-            "Authorization": "AWS4-HMAC-SHA256 Credential=AK/20260101/us-west-2/sagemaker/aws4_request",
-        },
-    )
+    url = f"{service.url}/endpoints/{mme[0]}/invocations"
+    headers = {"X-Amzn-SageMaker-Target-Model": "m" * 1025, "Content-Type": "text/csv"}
+    response = requests.post(url, data=b"1,2", headers=signed_headers(service, "POST", url, b"1,2", headers))
     assert response.status_code == 400 and response.headers["x-amzn-ErrorType"] == "ValidationError"
     assert "1024" in response.json()["Message"]
 

@@ -25,13 +25,18 @@ class Request:
     headers: dict[str, str]
     receive: object = field(repr=False)
     body: bytes = b""
+    header_list: tuple[tuple[str, str], ...] = ()  # every header as received, in order (for signatures)
+    body_read: bool = False
+    too_large: BodyTooLarge | None = None
 
     @classmethod
     def from_scope(cls, scope, receive) -> Request:
         headers: dict[str, str] = {}
+        header_list = []
         for name, value in scope["headers"]:
             key = name.decode("latin-1").lower()
             text = value.decode("latin-1")
+            header_list.append((key, text))
             headers[key] = f"{headers[key]},{text}" if key in headers else text
         return cls(
             method=scope["method"],
@@ -40,6 +45,7 @@ class Request:
             query_string=scope.get("query_string", b""),
             headers=headers,
             receive=receive,
+            header_list=tuple(header_list),
         )
 
     @property
@@ -47,10 +53,18 @@ class Request:
         return parse_qs(self.query_string.decode("latin-1"), keep_blank_values=True)
 
     async def read_body(self, limit: int) -> bytes:
-        """Read the whole body, refusing (before reading it all) anything over ``limit`` bytes."""
+        """Read the whole body, refusing (before reading it all) anything over ``limit`` bytes.
+        A second call answers the same (the signature check reads the body before the handler)."""
+        if self.too_large is not None and self.too_large.limit <= limit:
+            raise self.too_large
+        if self.body_read:
+            if len(self.body) > limit:
+                raise BodyTooLarge(limit, len(self.body))
+            return self.body
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise BodyTooLarge(limit, int(declared))
+            self.too_large = BodyTooLarge(limit, int(declared))
+            raise self.too_large
         chunks = []
         size = 0
         while True:
@@ -60,12 +74,27 @@ class Request:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise BodyTooLarge(limit, None)
+                self.too_large = BodyTooLarge(limit, None)
+                raise self.too_large
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         self.body = b"".join(chunks)
+        self.body_read = True
         return self.body
+
+    def replay(self):
+        """An ASGI ``receive`` that hands the already read body on (to moto's app)."""
+        sent = False
+
+        async def receive():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": self.body, "more_body": False}
+            return await self.receive()
+
+        return receive
 
 
 @dataclass

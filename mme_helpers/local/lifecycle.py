@@ -6,7 +6,6 @@ import contextlib
 import errno
 import fcntl
 import http.client
-import json
 import os
 import signal
 import socket
@@ -43,19 +42,17 @@ def _pid_alive(pid: int) -> bool:
 
 def health(info: ServiceInfo, timeout: float = 2.0) -> dict | None:
     """The service's own health answer, or None when nothing healthy answers on its port."""
-    conn = http.client.HTTPConnection(HOST, info.port, timeout=timeout)
+    from .signed_http import signed_get
+
     try:
-        conn.request("GET", "/_local/health")
-        response = conn.getresponse()
-        body = response.read()
-        if response.status != 200:
-            return None
-        answer = json.loads(body)
-        return answer if answer.get("pid") == info.pid else None
+        status, answer = signed_get(
+            info.url, "/_local/health", info.access_key_id, info.secret_access_key, info.region, timeout
+        )
     except (OSError, ValueError, http.client.HTTPException):
         return None
-    finally:
-        conn.close()
+    if status != 200 or not isinstance(answer, dict):
+        return None
+    return answer if answer.get("pid") == info.pid else None
 
 
 def running_service(home: Path | None = None) -> ServiceInfo | None:

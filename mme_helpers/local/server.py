@@ -14,20 +14,24 @@ import socket
 import sys
 import threading
 import time
+from hashlib import sha256
 from pathlib import Path
 from urllib.parse import unquote
 
-from .asgi import Request, Response
+from .asgi import BodyTooLarge, Request, Response
+from .auth import Authenticator, denied, protocol_of
 from .aws_clients import ServiceClients
 from .config import HOST, ROLE_NAME, SDK_CONFIG_FILE, ServiceInfo, default_bucket, new_credentials, sdk_config_yaml
 from .metrics import MetricsPublisher
 from .runtime.hosting import Hosting
-from .runtime.invocations import InvocationHandler, endpoint_name_from_path
+from .runtime.invocations import MAX_PAYLOAD, InvocationHandler, endpoint_name_from_path
 from .sagemaker.errors import UnknownOperation
 from .sagemaker.models import SageMakerBackend
 from .sagemaker.responses import SageMakerResponses, error_response
 from .sagemaker.training import TrainingRunner
-from .sigv4 import credential_scope
+from .sigv4 import AuthFailure, credential_scope
+
+MAX_SIGNED_BODY = 64 * 1024 * 1024  # non-S3 bodies are read whole to check their hash
 
 ASSUME_ROLE_POLICY = (
     '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"sagemaker.amazonaws.com"},'
@@ -61,6 +65,7 @@ class LocalAWS:
         self.control_plane = SageMakerResponses(self.backend)
         self.invocations = InvocationHandler(self.backend, self.metrics, info.region, self.hosting.executor)
         self.moto = moto_application()
+        self.authenticator = Authenticator(info.access_key_id, info.secret_access_key)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -70,14 +75,41 @@ class LocalAWS:
             return
         request = Request.from_scope(scope, receive)
         service_scope = credential_scope(request.headers.get("authorization"), request.query_string)
-        if service_scope is not None and service_scope.service == "sagemaker":
-            response = await self._sagemaker(request)
-        elif request.path.startswith("/_local/"):
+        refusal = await self._authenticate(request, service_scope)
+        if refusal is not None:
+            await refusal.send(send)
+            return
+        if request.path.startswith("/_local/"):
             response = self._admin(request)
+        elif service_scope is not None and service_scope.service == "sagemaker":
+            response = await self._sagemaker(request)
         else:
-            await self.moto(scope, receive, send)
+            await self.moto(scope, request.replay() if request.body_read else receive, send)
             return
         await response.send(send)
+
+    async def _authenticate(self, request: Request, service_scope) -> Response | None:
+        """None if the request is signed with the service's credentials, else the 403 to send.
+
+        S3 declares its payload's hash (bodies can be large); every other body is read and hashed.
+        A body over the limit cannot be hashed: its handler refuses it anyway (413), so only its
+        signature's presence is required here."""
+        body_sha256 = None
+        if service_scope is None or service_scope.service != "s3":
+            invocation = request.method == "POST" and endpoint_name_from_path(request.raw_path) is not None
+            try:
+                body_sha256 = sha256(await request.read_body(MAX_PAYLOAD if invocation else MAX_SIGNED_BODY)).hexdigest()
+            except BodyTooLarge as too_large:
+                if service_scope is None:
+                    return denied(AuthFailure("missing", "the request is not signed"), protocol_of(request, service_scope))
+                if invocation:
+                    return None  # the runtime answers its own 413
+                return Response.json({"message": f"request body over {too_large.limit:,} bytes"}, status=413)
+        try:
+            self.authenticator.check(request, body_sha256)
+        except AuthFailure as failure:
+            return denied(failure, protocol_of(request, service_scope))
+        return None
 
     async def _sagemaker(self, request: Request) -> Response:
         endpoint_name = endpoint_name_from_path(request.raw_path) if request.method == "POST" else None

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import calendar
+import hmac
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote
+from functools import lru_cache
+from hashlib import sha1, sha256
+from urllib.parse import parse_qs, parse_qsl, quote, unquote
+
+from botocore.utils import normalize_url_path
 
 _HEADER = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/aws4_request")
 _QUERY = re.compile(r"(?:^|&)X-Amz-Credential=([^&]+)")
@@ -31,3 +38,248 @@ def credential_scope(authorization: str | None, query_string: bytes = b"") -> Cr
             if len(parts) == 5:
                 return CredentialScope(parts[0], parts[1], parts[2], parts[3])
     return None
+
+
+# Verification -------------------------------------------------------------------------------------
+# The canonical request is built the way botocore builds it when it signs (botocore.auth.SigV4Auth
+# and S3SigV4Auth), from the request exactly as it arrived on the wire.
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+MAX_CLOCK_SKEW_S = 15 * 60  # AWS refuses header-signed requests dated further off than this
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+_AUTH_HEADER = re.compile(
+    r"^AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+)\s*,\s*SignedHeaders=(?P<signed>[^,\s]+)\s*,"
+    r"\s*Signature=(?P<signature>[0-9a-f]{64})\s*$"
+)
+
+
+class AuthFailure(Exception):
+    """Why a request is not accepted: ``missing``, ``malformed``, ``unknown-key``, ``mismatch`` or
+    ``expired`` (the caller turns the kind into the protocol's error code)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True)
+class WireRequest:
+    """A request as received: method, path and query as sent, headers in order."""
+
+    method: str
+    raw_path: bytes
+    query_string: bytes
+    headers: tuple[tuple[str, str], ...]  # lower-case names, values as sent
+
+    def header(self, name: str) -> str | None:
+        values = [value for key, value in self.headers if key == name]
+        return ",".join(values) if values else None
+
+
+@lru_cache(maxsize=1024)
+def _amz_time(text: str) -> float:
+    if len(text) != 16 or text[8] != "T" or text[15] != "Z" or not (text[:8] + text[9:15]).isdigit():
+        raise AuthFailure("malformed", f"X-Amz-Date '{text}' is not a date like 20261130T120000Z")
+    fields = (int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]), int(text[11:13]), int(text[13:15]))
+    return calendar.timegm(fields + (0, 0, 0))
+
+
+@lru_cache(maxsize=256)
+def _signing_key(secret: str, scope: CredentialScope) -> bytes:
+    """Derived once per key and day (as AWS's SDKs cache it too)."""
+    key = ("AWS4" + secret).encode()
+    for part in (scope.date, scope.region, scope.service, "aws4_request"):
+        key = hmac.digest(key, part.encode(), "sha256")
+    return key
+
+
+@lru_cache(maxsize=4096)
+def _canonical_uri(raw_path: bytes, s3: bool) -> str:
+    path = raw_path.decode("latin-1") or "/"
+    return path if s3 else quote(normalize_url_path(path), safe="/~")
+
+
+def _canonical_query(query_string: bytes, drop: str | None = None) -> str:
+    pairs = []
+    for pair in query_string.decode("latin-1").split("&") if query_string else []:
+        key, _, value = pair.partition("=")
+        if key != drop:
+            pairs.append((key, value))
+    return "&".join(f"{key}={value}" for key, value in sorted(pairs))
+
+
+def _canonical_headers(request: WireRequest, signed: list[str]) -> str:
+    lines = []
+    for name in signed:
+        values = [" ".join(value.split()) for key, value in request.headers if key == name]
+        if not values:
+            raise AuthFailure("mismatch", f"the signed header '{name}' is not in the request")
+        lines.append(f"{name}:{','.join(values)}")
+    return "\n".join(lines) + "\n"
+
+
+def _check(secret: str, scope: CredentialScope, amz_date: str, canonical: str, signature: str) -> None:
+    string_to_sign = "\n".join(
+        [
+            ALGORITHM,
+            amz_date,
+            f"{scope.date}/{scope.region}/{scope.service}/aws4_request",
+            sha256(canonical.encode()).hexdigest(),
+        ]
+    )
+    expected = hmac.digest(_signing_key(secret, scope), string_to_sign.encode(), "sha256").hex()
+    if not hmac.compare_digest(expected, signature):
+        raise AuthFailure(
+            "mismatch",
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your AWS Secret Access Key and signing method.",
+        )
+
+
+def verify(request: WireRequest, secrets: dict[str, str], now: float, body_sha256: str | None) -> CredentialScope:
+    """Check a request's SigV4 signature (``Authorization`` header or presigned query) against
+    the known ``secrets`` (access key id → secret). ``body_sha256`` is the body's hash; ``None``
+    takes the hash the request declares in ``x-amz-content-sha256`` (S3 signs it that way, and
+    its bodies can be too large to hold). Returns the credential scope, or raises AuthFailure."""
+    authorization = request.header("authorization")
+    if authorization:
+        return _verify_header(request, authorization, secrets, now, body_sha256)
+    if b"X-Amz-Signature=" in request.query_string:
+        return _verify_query(request, secrets, now)
+    if b"AWSAccessKeyId=" in request.query_string and b"Signature=" in request.query_string:
+        return _verify_s3_v2_query(request, secrets, now)
+    raise AuthFailure("missing", "the request is not signed: no Authorization header and no X-Amz-Signature")
+
+
+def _scope_of(credential: str, secrets: dict[str, str]) -> tuple[CredentialScope, str]:
+    parts = credential.split("/")
+    if len(parts) != 5 or parts[4] != "aws4_request":
+        raise AuthFailure("malformed", f"the credential '{credential}' is not <key>/<date>/<region>/<service>/aws4_request")
+    scope = CredentialScope(*parts[:4])
+    secret = secrets.get(scope.access_key_id)
+    if secret is None:
+        raise AuthFailure("unknown-key", f"The access key id {scope.access_key_id} is not one this service issued.")
+    return scope, secret
+
+
+def _verify_header(request, authorization, secrets, now, body_sha256) -> CredentialScope:
+    match = _AUTH_HEADER.match(authorization.strip())
+    if not match and authorization.startswith("AWS "):
+        raise AuthFailure("malformed", "Signature Version 2 is not accepted here; sign requests with SigV4")
+    if not match:
+        raise AuthFailure(
+            "malformed",
+            "the Authorization header is not 'AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...'",
+        )
+    scope, secret = _scope_of(match["credential"], secrets)
+    amz_date = request.header("x-amz-date")
+    if not amz_date:
+        raise AuthFailure("malformed", "a signed request needs an X-Amz-Date header")
+    signed_at = _amz_time(amz_date)
+    if abs(now - signed_at) > MAX_CLOCK_SKEW_S:
+        raise AuthFailure(
+            "expired",
+            f"Signature expired: {amz_date} is now earlier or later than the service's clock by more than "
+            f"{MAX_CLOCK_SKEW_S // 60} minutes.",
+        )
+    declared = request.header("x-amz-content-sha256")
+    if body_sha256 is None:
+        if not declared:
+            raise AuthFailure("malformed", "an S3 request must declare x-amz-content-sha256")
+        payload = declared
+    else:
+        if declared and declared != body_sha256 and declared != UNSIGNED_PAYLOAD:
+            raise AuthFailure("mismatch", "x-amz-content-sha256 does not match the body that arrived")
+        payload = declared or body_sha256
+    signed = match["signed"].split(";")
+    s3 = body_sha256 is None
+    canonical = "\n".join(
+        [
+            request.method.upper(),
+            _canonical_uri(request.raw_path, s3),
+            _canonical_query(request.query_string),
+            _canonical_headers(request, signed),
+            match["signed"],
+            payload,
+        ]
+    )
+    _check(secret, scope, amz_date, canonical, match["signature"])
+    return scope
+
+
+def _verify_query(request, secrets, now) -> CredentialScope:
+    params = {k: v[0] for k, v in parse_qs(request.query_string.decode("latin-1"), keep_blank_values=True).items()}
+    if params.get("X-Amz-Algorithm") != ALGORITHM:
+        raise AuthFailure("malformed", f"X-Amz-Algorithm must be {ALGORITHM}")
+    scope, secret = _scope_of(params.get("X-Amz-Credential", ""), secrets)
+    amz_date = params.get("X-Amz-Date", "")
+    signed_at = _amz_time(amz_date)
+    try:
+        expires = int(params.get("X-Amz-Expires", "0"))
+    except ValueError:
+        raise AuthFailure("malformed", "X-Amz-Expires is not a number of seconds") from None
+    if now > signed_at + expires:
+        raise AuthFailure("expired", "Request has expired")
+    signed = params.get("X-Amz-SignedHeaders", "host").split(";")
+    canonical = "\n".join(
+        [
+            request.method.upper(),
+            _canonical_uri(request.raw_path, scope.service == "s3"),
+            _canonical_query(request.query_string, drop="X-Amz-Signature"),
+            _canonical_headers(request, signed),
+            ";".join(signed),
+            UNSIGNED_PAYLOAD,
+        ]
+    )
+    _check(secret, scope, amz_date, canonical, params.get("X-Amz-Signature", ""))
+    return scope
+
+
+# S3's older query signature (what boto3's generate_presigned_url makes for S3 unless told
+# otherwise): HMAC-SHA1 of the method, Content-MD5, Content-Type, Expires and the resource.
+_S3_SUBRESOURCES = (
+    "acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "partNumber", "policy",
+    "requestPayment", "response-cache-control", "response-content-disposition", "response-content-encoding",
+    "response-content-language", "response-content-type", "response-expires", "tagging", "torrent", "uploadId",
+    "uploads", "versionId", "versioning", "versions", "website",
+)  # fmt: skip
+
+
+def _verify_s3_v2_query(request, secrets, now) -> CredentialScope:
+    params = dict(parse_qsl(request.query_string.decode("latin-1"), keep_blank_values=True))
+    key = params.get("AWSAccessKeyId", "")
+    secret = secrets.get(key)
+    if secret is None:
+        raise AuthFailure("unknown-key", f"The access key id {key} is not one this service issued.")
+    try:
+        expires = int(params.get("Expires", ""))
+    except ValueError:
+        raise AuthFailure("malformed", "Expires is not a time in seconds since 1970") from None
+    if now > expires:
+        raise AuthFailure("expired", "Request has expired")
+    subresources = sorted(
+        (name, value) for name, value in params.items() if name in _S3_SUBRESOURCES
+    )
+    resource = request.raw_path.decode("latin-1")
+    if subresources:
+        resource += "?" + "&".join(f"{name}={value}" if value else name for name, value in subresources)
+    amz_headers = sorted((name, value.strip()) for name, value in request.headers if name.startswith("x-amz-"))
+    string_to_sign = "\n".join(
+        [
+            request.method.upper(),
+            request.header("content-md5") or "",
+            request.header("content-type") or "",
+            str(expires),
+            *[f"{name}:{value}" for name, value in amz_headers],
+            resource,
+        ]
+    )
+    expected = base64.b64encode(hmac.new(secret.encode(), string_to_sign.encode(), sha1).digest()).decode()
+    if not hmac.compare_digest(expected, params.get("Signature", "")):
+        raise AuthFailure(
+            "mismatch",
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your key and signing method.",
+        )
+    return CredentialScope(key, "", "", "s3")

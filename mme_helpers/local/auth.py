@@ -1,0 +1,113 @@
+"""Only requests signed with the service's own credentials are answered.
+
+Every request (S3, the SageMaker control plane, the runtime, CloudWatch, ``/_local``) must carry a
+valid SigV4 signature made with the access key the service generated at start. A refusal is a 403
+in the caller's protocol, with the error code AWS uses, so that boto3 raises the exception a user
+would see on AWS (``InvalidSignatureException``, ``UnrecognizedClientException``,
+``SignatureDoesNotMatch``, ``InvalidAccessKeyId``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+
+from .asgi import Request, Response
+from .sigv4 import AuthFailure, CredentialScope, WireRequest, verify
+
+# kind of failure -> error code in the S3 (rest-xml), JSON / rest-json / CBOR, and query protocols
+CODES = {
+    "missing": ("AccessDenied", "MissingAuthenticationTokenException", "MissingAuthenticationToken"),
+    "malformed": ("AuthorizationHeaderMalformed", "IncompleteSignatureException", "IncompleteSignature"),
+    "unknown-key": ("InvalidAccessKeyId", "UnrecognizedClientException", "InvalidClientTokenId"),
+    "mismatch": ("SignatureDoesNotMatch", "InvalidSignatureException", "SignatureDoesNotMatch"),
+    "expired": ("RequestTimeTooSkewed", "InvalidSignatureException", "SignatureDoesNotMatch"),
+}
+QUERY_SERVICES = {"sts", "iam", "sns", "sqs", "ec2"}
+
+
+class Authenticator:
+    """The credentials the service accepts, and the check every request goes through."""
+
+    def __init__(self, access_key_id: str, secret_access_key: str, clock: Callable[[], float] = time.time):
+        self.secrets = {access_key_id: secret_access_key}
+        self.clock = clock
+
+    def check(self, request: Request, body_sha256: str | None) -> CredentialScope:
+        wire = WireRequest(request.method, request.raw_path, request.query_string, request.header_list)
+        return verify(wire, self.secrets, self.clock(), body_sha256)
+
+
+def protocol_of(request: Request, scope: CredentialScope | None) -> str:
+    """How the caller expects its errors: ``s3``, ``json``, ``cbor`` or ``query``."""
+    headers = request.headers
+    content_type = headers.get("content-type", "")
+    if headers.get("smithy-protocol") == "rpc-v2-cbor":
+        return "cbor"
+    if (
+        "x-amz-target" in headers
+        or content_type.startswith("application/x-amz-json")
+        or request.path.startswith(("/_local/", "/endpoints/"))
+    ):
+        return "json"
+    service = scope.service if scope else ""
+    if service == "sagemaker":
+        return "json"
+    if service in QUERY_SERVICES or content_type.startswith("application/x-www-form-urlencoded"):
+        return "query"
+    return "s3"
+
+
+def denied(failure: AuthFailure, protocol: str) -> Response:
+    """The 403 a caller of ``protocol`` gets from AWS for this kind of failure."""
+    s3_code, json_code, query_code = CODES[failure.kind]
+    request_id = str(uuid.uuid4())
+    message = failure.message
+    if protocol == "s3":
+        if failure.kind == "missing":
+            message = "Access Denied"
+        elif failure.kind == "expired" and message == "Request has expired":
+            s3_code = "AccessDenied"
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{s3_code}</Code><Message>{_xml(message)}</Message><RequestId>{request_id}</RequestId></Error>"
+        )
+        return Response(
+            403, body.encode(), [(b"content-type", b"application/xml"), (b"x-amz-request-id", request_id.encode())]
+        )
+    if protocol == "query":
+        body = (
+            '<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type>'
+            f"<Code>{query_code}</Code><Message>{_xml(message)}</Message></Error><RequestId>{request_id}</RequestId>"
+            "</ErrorResponse>"
+        )
+        return Response(403, body.encode(), [(b"content-type", b"text/xml"), (b"x-amzn-requestid", request_id.encode())])
+    headers = [(b"x-amzn-errortype", json_code.encode()), (b"x-amzn-requestid", request_id.encode())]
+    if protocol == "cbor":
+        body = _cbor_map({"__type": json_code, "message": message})
+        return Response(403, body, [(b"content-type", b"application/cbor"), (b"smithy-protocol", b"rpc-v2-cbor"), *headers])
+    payload = json.dumps({"__type": json_code, "message": message, "Message": message}).encode()
+    return Response(403, payload, [(b"content-type", b"application/x-amz-json-1.1"), *headers])
+
+
+def _xml(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cbor_text(text: str) -> bytes:
+    data = text.encode()
+    size = len(data)
+    if size < 24:
+        head = bytes([0x60 | size])
+    elif size < 256:
+        head = bytes([0x78, size])
+    else:
+        head = bytes([0x79]) + size.to_bytes(2, "big")
+    return head + data
+
+
+def _cbor_map(items: dict[str, str]) -> bytes:
+    """A CBOR map of short text strings: all an error body needs (RFC 8949, major types 3 and 5)."""
+    return bytes([0xA0 | len(items)]) + b"".join(_cbor_text(k) + _cbor_text(v) for k, v in items.items())
