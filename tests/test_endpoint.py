@@ -451,3 +451,14 @@ def _try(clients, name):
     except ClientError as error:
         assert error.response["Error"]["Code"] == "ModelNotReadyException"
         return None
+
+
+def test_a_cached_model_keeps_serving_after_its_s3_object_is_deleted(ctx, clients, mme):
+    """As on AWS: the endpoint serves what it has cached; only a model it must fetch again is gone."""
+    name, prefix, booster = mme
+    put_model(ctx, clients, prefix, "deleted.tar.gz", booster)
+    before = invoke(clients, name, "1,2,3,4,5,6", "deleted.tar.gz", ContentType="text/csv")[0]
+    clients.s3.delete_object(Bucket=ctx.bucket, Key=prefix + "deleted.tar.gz")
+    assert invoke(clients, name, "1,2,3,4,5,6", "deleted.tar.gz", ContentType="text/csv")[0] == before
+    status, code, message, _ = error_of(lambda: invoke(clients, name, "1,2", "never-there.tar.gz", ContentType="text/csv"))
+    assert (status, code) == (400, "ValidationError") and "never-there.tar.gz" in message

@@ -207,3 +207,81 @@ def test_a_waiter_that_gives_up_does_not_keep_the_model_pinned(tmp_path):
         return reg.memory["a"].in_use
 
     assert run(scenario()) == 0  # loaded in the background, nobody holds it: evictable
+
+
+def _disk_fills_up(monkeypatch, failures: int):
+    """``extract`` hits ENOSPC ``failures`` times, then works again."""
+    import errno
+
+    from mme_helpers.local.runtime import registry as registry_module
+    from mme_helpers.local.runtime.artifacts import ArtifactError
+
+    real = registry_module.extract
+    left = {"failures": failures}
+
+    def extract(data, folder, limit):
+        if left["failures"]:
+            left["failures"] -= 1
+            raise ArtifactError("could not be unpacked") from OSError(errno.ENOSPC, "No space left on device")
+        return real(data, folder, limit)
+
+    monkeypatch.setattr(registry_module, "extract", extract)
+
+
+def test_a_full_disk_deletes_cached_copies_and_retries(tmp_path, monkeypatch):
+    reg = registry(tmp_path, Source({k: ARTIFACT for k in "abc"}), models=10)
+
+    async def scenario():
+        for key in "ab":
+            await reg.acquire(key)
+            reg.release(key)
+        _disk_fills_up(monkeypatch, failures=1)
+        _, hit = await reg.acquire("c")
+        return hit
+
+    assert run(scenario()) is False
+    assert list(reg.disk) == ["c"]  # the other copies made room
+    assert set(reg.memory) == {"a", "b", "c"}  # models in memory keep serving
+
+
+def test_a_disk_that_stays_full_is_a_clear_error_and_others_keep_serving(tmp_path, monkeypatch):
+    from mme_helpers.local.runtime.registry import InsufficientStorage
+
+    reg = registry(tmp_path, Source({k: ARTIFACT for k in "ab"}), models=10)
+
+    async def scenario():
+        await reg.acquire("a")
+        reg.release("a")
+        _disk_fills_up(monkeypatch, failures=2)
+        with pytest.raises(InsufficientStorage, match="no space left on the instance's disk for model b"):
+            await reg.acquire("b")
+        _, hit = await reg.acquire("a")
+        return hit
+
+    assert run(scenario()) is True and reg.loading == {} and "b" not in reg.disk
+
+
+def test_a_slow_or_failing_load_does_not_hold_up_other_models(tmp_path):
+    class Mixed(Source):
+        def fetch(self, target):
+            if target == "slow":
+                time.sleep(1.0)
+            return super().fetch(target)
+
+    reg = registry(tmp_path, Mixed({"slow": ARTIFACT, "fast": ARTIFACT, "broken": b"junk"}), models=10)
+
+    async def timed(key):
+        started = time.perf_counter()
+        try:
+            await reg.acquire(key)
+            outcome = "ok"
+        except ModelLoadError:
+            outcome = "failed"
+        return outcome, time.perf_counter() - started
+
+    async def scenario():
+        return await asyncio.gather(timed("slow"), timed("broken"), timed("fast"))
+
+    (slow, slow_s), (broken, broken_s), (fast, fast_s) = run(scenario())
+    assert (slow, broken, fast) == ("ok", "failed", "ok")
+    assert fast_s < 0.5 and broken_s < 0.5 and slow_s >= 1.0

@@ -9,6 +9,7 @@ evicted. As on AWS, a cached model is served until evicted even if its S3 object
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import shutil
 import threading
@@ -37,6 +38,12 @@ class ModelLoadError(Exception):
 
 
 class InsufficientMemory(ModelLoadError):
+    status = 507
+
+
+class InsufficientStorage(ModelLoadError):
+    """The instance's disk has no room for the model, even after deleting every unused copy."""
+
     status = 507
 
 
@@ -218,11 +225,7 @@ class ModelRegistry:
             started = time.perf_counter()
             data = self.source.fetch(target)
             folder = self._folder(target)
-            shutil.rmtree(folder, ignore_errors=True)
-            try:
-                size = extract(data, folder, self.config.max_artifact_bytes)
-            except ArtifactError as exc:
-                raise ModelLoadError(str(exc)) from exc
+            size = self._unpack(target, data, folder)
             times.download_s = time.perf_counter() - started
             entry = _OnDisk(folder, size + len(data))
             with self.disk_lock:
@@ -239,18 +242,44 @@ class ModelRegistry:
         times.load_s = time.perf_counter() - started
         return model, times
 
-    def _trim_disk(self, keep: str) -> None:
-        """Delete least recently used models from disk past the disk budget (caller holds the lock)."""
+    def _unpack(self, target: str, data: bytes, folder: Path) -> int:
+        """Unpack into the disk cache. A full disk (ENOSPC) first deletes the cached copies of
+        other models, least recently used first (AWS: "deleted from disk only when the disk is
+        full"), then tries once more."""
+        for attempt in (1, 2):
+            shutil.rmtree(folder, ignore_errors=True)
+            try:
+                return extract(data, folder, self.config.max_artifact_bytes)
+            except ArtifactError as exc:
+                if not _disk_full(exc):
+                    raise ModelLoadError(str(exc)) from exc
+                with self.disk_lock:
+                    freed = self._trim_disk(keep=target, limit=0)
+                if attempt == 2 or not freed:
+                    raise InsufficientStorage(
+                        f"no space left on the instance's disk for model {target}, even after deleting "
+                        f"{freed} cached model(s)"
+                    ) from exc
+        raise AssertionError("unreachable")
+
+    def _trim_disk(self, keep: str, limit: int | None = None) -> int:
+        """Delete the least recently used copies on disk until the cache is within ``limit``
+        (default: the disk budget; 0 frees everything it may), never ``keep``'s or one being
+        loaded (caller holds the lock). Models in memory keep serving. Returns how many."""
+        limit = self.config.disk_budget if limit is None else limit
+        deleted = 0
         for target in list(self.disk):
-            if self.disk_used <= self.config.disk_budget:
+            if self.disk_used <= limit:
                 break
             if target == keep or target in self.loading:
                 continue
             entry = self.disk.pop(target)
             self.disk_used -= entry.size
             shutil.rmtree(entry.folder, ignore_errors=True)
+            deleted += 1
             if target in self.stats and target not in self.memory:
                 self.stats[target].state = "evicted"
+        return deleted
 
     def _drop_from_disk(self, target: str) -> None:
         with self.disk_lock:
@@ -314,3 +343,8 @@ class ModelRegistry:
             self.disk.clear()
             self.disk_used = 0
         shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+
+def _disk_full(error: BaseException) -> bool:
+    cause = error.__cause__
+    return isinstance(cause, OSError) and cause.errno == errno.ENOSPC
