@@ -462,3 +462,29 @@ def test_a_cached_model_keeps_serving_after_its_s3_object_is_deleted(ctx, client
     assert invoke(clients, name, "1,2,3,4,5,6", "deleted.tar.gz", ContentType="text/csv")[0] == before
     status, code, message, _ = error_of(lambda: invoke(clients, name, "1,2", "never-there.tar.gz", ContentType="text/csv"))
     assert (status, code) == (400, "ValidationError") and "never-there.tar.gz" in message
+
+
+def test_a_short_soak_from_several_processes_has_no_errors_and_flat_memory(ctx, clients, service):
+    """The short version of benchmarks/bench_soak.py (which runs 60 s)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import httpload
+    from soak import soak
+
+    name, prefix = make_endpoint(ctx, clients)
+    keys = [f"soak{i}.tar.gz" for i in range(5)]
+    for key in keys:
+        put_model(ctx, clients, prefix, key)
+        invoke(clients, name, "1,2,3,4,5,6", key, ContentType="text/csv")
+    url = f"{service.url}/endpoints/{name}/invocations"
+    payloads = []
+    for key in keys:
+        headers = {"Content-Type": "text/csv", "X-Amzn-SageMaker-Target-Model": key}
+        signed = signed_headers(service, "POST", url, b"1,2,3,4,5,6", headers)
+        payloads.append(httpload.request_bytes(f"/endpoints/{name}/invocations", b"1,2,3,4,5,6", signed, service.port))
+    figures = soak(service.port, service.pid, payloads, seconds=4, processes=2, connections=3)
+    assert figures["errors"] == 0 and set(figures["statuses"]) == {200}, figures
+    assert figures["requests"] > 100
+    assert figures["rss_growth_mb_after_warmup"] < 30, figures
