@@ -18,8 +18,9 @@ import pandas as pd
 from .local.runtime.instance_types import GIB, MEMORY_GIB
 
 # On AWS every loaded model runs in a worker process of the model server (Multi Model Server):
-# its Python interpreter and XGBoost weigh far more than a small model file. Measured on this
-# project's machine with MMS 1.1.2: about 44 MB per loaded model (README, Benchmarks).
+# its Python interpreter and XGBoost weigh far more than a small model file. About 44 MB per loaded
+# model, as an earlier session measured MMS 1.1.2 by hand on this kind of machine (README,
+# Benchmarks: an indication, not reproduced by a script here).
 MMS_WORKER_BYTES = 44 * 10**6
 
 

@@ -170,6 +170,42 @@ class Endpoint:
         return answer
 
 
+@dataclass(frozen=True)
+class ListQuery:
+    """What the List* operations filter, sort and page by."""
+
+    name_contains: str | None = None
+    status_equals: str | None = None
+    sort_by: str = "CreationTime"  # or "Name"
+    sort_order: str = "Descending"
+    max_results: int = 10
+    next_token: str | None = None
+
+
+def page(resources: list, query: ListQuery) -> tuple[list, str | None]:
+    """One page of ``resources`` (objects with ``name``, ``creation_time``, maybe ``status``) and
+    the token of the next one."""
+    if query.name_contains:
+        needle = query.name_contains.lower()
+        resources = [r for r in resources if needle in r.name.lower()]
+    if query.status_equals:
+        resources = [r for r in resources if getattr(r, "status", None) == query.status_equals]
+    if query.sort_by == "Name":
+        resources = sorted(resources, key=lambda r: r.name)
+    else:
+        resources = sorted(resources, key=lambda r: (r.creation_time, r.name))
+    if query.sort_order == "Descending":
+        resources.reverse()
+    try:
+        start = int(query.next_token or 0)
+    except ValueError as exc:
+        raise ValidationException("Invalid pagination token.") from exc
+    if start < 0 or query.max_results < 1:
+        raise ValidationException("Invalid pagination token or MaxResults.")
+    end = start + query.max_results
+    return resources[start:end], (str(end) if end < len(resources) else None)
+
+
 class TrainingService(Protocol):
     def submit(self, job: TrainingJob) -> None: ...
 
@@ -278,6 +314,11 @@ class SageMakerBackend:
             raise ResourceNotFound("Requested resource not found.")
         return job
 
+    def list_training_jobs(self, query: ListQuery) -> tuple[list[TrainingJob], str | None]:
+        with self.lock:
+            jobs = list(self.training_jobs.values())
+        return page(jobs, query)
+
     def stop_training_job(self, name: str) -> None:
         job = self.get_training_job(name)
         with self.lock:
@@ -302,6 +343,11 @@ class SageMakerBackend:
             self.models[name] = model
             self._tag_new(model.arn, request)
             return model
+
+    def list_models(self, query: ListQuery) -> tuple[list[Model], str | None]:
+        with self.lock:
+            models = list(self.models.values())
+        return page(models, query)
 
     def get_model(self, name: str) -> Model:
         with self.lock:
@@ -333,6 +379,11 @@ class SageMakerBackend:
             self.endpoint_configs[name] = config
             self._tag_new(config.arn, request)
             return config
+
+    def list_endpoint_configs(self, query: ListQuery) -> tuple[list[EndpointConfig], str | None]:
+        with self.lock:
+            configs = list(self.endpoint_configs.values())
+        return page(configs, query)
 
     def get_endpoint_config(self, name: str) -> EndpointConfig:
         with self.lock:
@@ -384,13 +435,18 @@ class SageMakerBackend:
                 endpoint.last_modified_time = time.time()
             return
         with self.lock:
-            if endpoint.status != "Creating":  # deleted while it was being created
-                if runtime is not None and self.hosting:
-                    self.hosting.teardown(runtime)
-                return
-            endpoint.runtime = runtime
-            endpoint.status = "InService"
-            endpoint.last_modified_time = time.time()
+            deleted_meanwhile = endpoint.status != "Creating"
+            if not deleted_meanwhile:
+                endpoint.runtime = runtime
+                endpoint.status = "InService"
+                endpoint.last_modified_time = time.time()
+        if deleted_meanwhile and runtime is not None and self.hosting:
+            self.hosting.teardown(runtime)  # outside the lock: it flushes metrics over HTTP
+
+    def list_endpoints(self, query: ListQuery) -> tuple[list[Endpoint], str | None]:
+        with self.lock:
+            endpoints = list(self.endpoints.values())
+        return page(endpoints, query)
 
     def get_endpoint(self, name: str) -> Endpoint:
         with self.lock:

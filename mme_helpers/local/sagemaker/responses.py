@@ -18,7 +18,7 @@ from botocore.validate import ParamValidator
 
 from ..asgi import Request, Response
 from .errors import SageMakerError, SerializationException, UnknownOperation, ValidationException
-from .models import SageMakerBackend
+from .models import ListQuery, SageMakerBackend
 
 MAX_CONTROL_BODY = 1024 * 1024
 
@@ -62,28 +62,20 @@ def _timestamps_to_datetimes(value, shape):
     return value
 
 
-def _page(items: list[dict[str, Any]], params: dict[str, Any], key: str, name_key: str) -> dict[str, Any]:
-    """NameContains, StatusEquals, SortBy/SortOrder, MaxResults and NextToken, as the List* calls have them."""
-    needle = params.get("NameContains")
-    if needle:
-        items = [item for item in items if needle.lower() in item[name_key].lower()]
-    status = params.get("StatusEquals")
-    if status:
-        items = [item for item in items if status in (item.get("TrainingJobStatus"), item.get("EndpointStatus"))]
-    sort_by = params.get("SortBy", "CreationTime")
-    sort_key = {"Name": name_key, "CreationTime": "CreationTime"}.get(sort_by, "CreationTime")
-    items = sorted(items, key=lambda item: (item.get(sort_key) or "", item[name_key]))
-    if params.get("SortOrder", "Descending") == "Descending":
-        items.reverse()
-    try:
-        start = int(params.get("NextToken") or 0)
-    except ValueError as exc:
-        raise ValidationException("Invalid pagination token.") from exc
-    size = int(params.get("MaxResults") or 10)
-    answer: dict[str, Any] = {key: items[start : start + size]}
-    if start + size < len(items):
-        answer["NextToken"] = str(start + size)
-    return answer
+def _query(params: dict[str, Any]) -> ListQuery:
+    """The List* request members (NameContains, StatusEquals, SortBy, SortOrder, MaxResults, NextToken)."""
+    return ListQuery(
+        name_contains=params.get("NameContains"),
+        status_equals=params.get("StatusEquals"),
+        sort_by=params.get("SortBy", "CreationTime"),
+        sort_order=params.get("SortOrder", "Descending"),
+        max_results=int(params.get("MaxResults") or 10),
+        next_token=params.get("NextToken"),
+    )
+
+
+def _listing(key: str, items: list[dict[str, Any]], next_token: str | None) -> dict[str, Any]:
+    return {key: items, **({"NextToken": next_token} if next_token else {})}
 
 
 class SageMakerResponses:
@@ -144,8 +136,7 @@ class SageMakerResponses:
         return {}
 
     def ListTrainingJobs(self, params):
-        with self.backend.lock:
-            jobs = list(self.backend.training_jobs.values())
+        jobs, next_token = self.backend.list_training_jobs(_query(params))
         summaries = []
         for job in jobs:
             summary = {
@@ -158,7 +149,7 @@ class SageMakerResponses:
             if job.end_time:
                 summary["TrainingEndTime"] = job.end_time
             summaries.append(summary)
-        return _page(summaries, params, "TrainingJobSummaries", "TrainingJobName")
+        return _listing("TrainingJobSummaries", summaries, next_token)
 
     # models ----------------------------------------------------------------------------------
 
@@ -173,10 +164,9 @@ class SageMakerResponses:
         return {}
 
     def ListModels(self, params):
-        with self.backend.lock:
-            models = list(self.backend.models.values())
+        models, next_token = self.backend.list_models(_query(params))
         summaries = [{"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.creation_time} for m in models]
-        return _page(summaries, params, "Models", "ModelName")
+        return _listing("Models", summaries, next_token)
 
     # endpoint configs --------------------------------------------------------------------------
 
@@ -191,12 +181,11 @@ class SageMakerResponses:
         return {}
 
     def ListEndpointConfigs(self, params):
-        with self.backend.lock:
-            configs = list(self.backend.endpoint_configs.values())
+        configs, next_token = self.backend.list_endpoint_configs(_query(params))
         summaries = [
             {"EndpointConfigName": c.name, "EndpointConfigArn": c.arn, "CreationTime": c.creation_time} for c in configs
         ]
-        return _page(summaries, params, "EndpointConfigs", "EndpointConfigName")
+        return _listing("EndpointConfigs", summaries, next_token)
 
     # endpoints -----------------------------------------------------------------------------------
 
@@ -211,8 +200,7 @@ class SageMakerResponses:
         return {}
 
     def ListEndpoints(self, params):
-        with self.backend.lock:
-            endpoints = list(self.backend.endpoints.values())
+        endpoints, next_token = self.backend.list_endpoints(_query(params))
         summaries = [
             {
                 "EndpointName": e.name,
@@ -223,4 +211,4 @@ class SageMakerResponses:
             }
             for e in endpoints
         ]
-        return _page(summaries, params, "Endpoints", "EndpointName")
+        return _listing("Endpoints", summaries, next_token)
