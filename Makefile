@@ -36,15 +36,17 @@ lint: venv
 unit: venv
 	$(PY) -m pytest tests
 
-# The committed notebooks are re-executed in order against a fresh local service and their
-# outputs compared with the committed ones (tests/nbval_sanitize.cfg lists what may vary).
+# The committed notebooks are re-executed in order against a fresh local service (reset: no state
+# from an earlier run) and their outputs compared with the committed ones (tests/nbval_sanitize.cfg
+# lists what may vary).
 notebooks-check: venv
-	@MME_LOCAL_HOME=$(TEST_HOME) $(PY) -m mme_helpers.local stop >/dev/null; \
+	@MME_LOCAL_HOME=$(TEST_HOME) $(PY) -m mme_helpers.local reset >/dev/null; \
 	MME_LOCAL_HOME=$(TEST_HOME) $(PY) -m pytest $(NBVAL) notebooks; status=$$?; \
 	MME_LOCAL_HOME=$(TEST_HOME) $(PY) -m mme_helpers.local stop; exit $$status
 
 # Re-execute the notebooks in place so that their committed outputs match the code.
 outputs: venv
+	MME_LOCAL_HOME=$(TEST_HOME) $(PY) -m mme_helpers.local reset
 	MME_LOCAL_HOME=$(TEST_HOME) $(PY) -m mme_helpers.suite --in-place --run-name demo
 	MME_LOCAL_HOME=$(TEST_HOME) $(PY) -m mme_helpers.local stop
 

@@ -1,4 +1,4 @@
-"""``python -m mme_helpers.local start|stop|status|env|logs|serve``."""
+"""``python -m mme_helpers.local start|stop|reset|status|env|logs|serve``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     start = commands.add_parser("start", help="start the service detached (or report the running one)")
     start.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     start.add_argument("--region", default=config.DEFAULT_REGION)
-    commands.add_parser("stop", help="stop the service")
+    commands.add_parser("stop", help="stop the service (its state stays on disk for the next start)")
+    commands.add_parser("reset", help="stop the service and forget everything: buckets, objects, jobs, endpoints")
     commands.add_parser("status", help="is it running, where")
     commands.add_parser("env", help="print export lines that point boto3 and the SageMaker SDK at the service")
     logs = commands.add_parser("logs", help="print the service's log")
@@ -42,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "stop":
             info = lifecycle.stop(home)
             print(f"stopped the local AWS service (pid {info.pid})" if info else "the local AWS service was not running")
+        elif args.command == "reset":
+            info = lifecycle.reset(home)
+            stopped = f"stopped the local AWS service (pid {info.pid}) and " if info else ""
+            print(f"{stopped}forgot its state in {home / 'state'}")
         elif args.command == "status":
             state = lifecycle.status(home)
             print("\n".join(f"{key}: {value}" for key, value in state.items()))

@@ -25,18 +25,27 @@ class PortInUseError(LocalServiceError):
     """The port asked for is taken by another program."""
 
 
+def _zombie(pid: int) -> bool:
+    """A process that has exited but was not reaped (its parent, e.g. a PID 1 that does not reap,
+    never waited for it) still answers kill(0): it is dead all the same."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _pid_alive(pid: int) -> bool:
+    if _zombie(pid):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # ours: reap it
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    # A zombie child of ours still answers kill(0); reap it if it is one.
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
     return True
 
 
@@ -161,6 +170,17 @@ def stop(home: Path | None = None, timeout: float = 15.0) -> ServiceInfo | None:
             time.sleep(0.1)
     (home / INFO_FILE).unlink(missing_ok=True)
     return info
+
+
+def reset(home: Path | None = None) -> ServiceInfo | None:
+    """Stop the service and forget its state (buckets, objects, jobs, endpoints)."""
+    from .state import StateStore
+
+    home = (home or default_home()).resolve()
+    with _start_lock(home):
+        stopped = stop(home)
+        StateStore(home).reset()
+    return stopped
 
 
 def status(home: Path | None = None) -> dict:

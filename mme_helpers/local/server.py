@@ -25,11 +25,13 @@ from .config import HOST, ROLE_NAME, SDK_CONFIG_FILE, ServiceInfo, default_bucke
 from .metrics import MetricsPublisher
 from .runtime.hosting import Hosting
 from .runtime.invocations import MAX_PAYLOAD, InvocationHandler, endpoint_name_from_path
+from .s3_mirror import S3Mirror, change_of
 from .sagemaker.errors import UnknownOperation
 from .sagemaker.models import SageMakerBackend
 from .sagemaker.responses import SageMakerResponses, error_response
 from .sagemaker.training import TrainingRunner
 from .sigv4 import AuthFailure, credential_scope
+from .state import StateStore
 
 MAX_SIGNED_BODY = 64 * 1024 * 1024  # non-S3 bodies are read whole to check their hash
 
@@ -60,7 +62,9 @@ class LocalAWS:
         self.metrics = MetricsPublisher(self.clients)
         self.training = TrainingRunner(self.clients, workers=training_workers)
         self.hosting = Hosting(self.clients, home, info.region, self.metrics, lambda: self.loop)
-        self.backend = SageMakerBackend(info.region, training=self.training, hosting=self.hosting)
+        self.store = StateStore(home)
+        self.s3_mirror = S3Mirror(self.store)
+        self.backend = SageMakerBackend(info.region, training=self.training, hosting=self.hosting, store=self.store)
         self.training.backend = self.backend
         self.control_plane = SageMakerResponses(self.backend)
         self.invocations = InvocationHandler(self.backend, self.metrics, info.region, self.hosting.executor)
@@ -84,9 +88,30 @@ class LocalAWS:
         elif service_scope is not None and service_scope.service == "sagemaker":
             response = await self._sagemaker(request)
         else:
-            await self.moto(scope, request.replay() if request.body_read else receive, send)
+            await self._moto(scope, request, receive, send, service_scope)
             return
         await response.send(send)
+
+    async def _moto(self, scope, request: Request, receive, send, service_scope) -> None:
+        """moto answers; an S3 change it accepts is written to the state store before the caller
+        hears of it (so that it survives a kill -9)."""
+        receive = request.replay() if request.body_read else receive
+        change = None
+        if service_scope is not None and service_scope.service == "s3":
+            change = change_of(request.method, request.raw_path, request.query_string)
+        if change is None:
+            await self.moto(scope, receive, send)
+            return
+        held: list[dict] = []
+
+        async def hold(message):
+            held.append(message)
+
+        await self.moto(scope, receive, hold)
+        if held and held[0].get("status", 500) < 300:
+            await asyncio.get_running_loop().run_in_executor(self.hosting.executor, self.s3_mirror.apply, change)
+        for message in held:
+            await send(message)
 
     async def _authenticate(self, request: Request, service_scope) -> Response | None:
         """None if the request is signed with the service's credentials, else the 403 to send.
@@ -160,6 +185,10 @@ class LocalAWS:
     def _bootstrap(self) -> None:
         """The account's starting state: the role SageMaker runs as, and the SDK's default bucket."""
         try:
+            objects = self.s3_mirror.restore()
+            endpoints = self.backend.restore()
+            if objects or endpoints:
+                print(f"restored {objects} S3 objects and the SageMaker resources from {self.store.root}", flush=True)
             self.training.warm_up()
             iam = self.clients.iam
             try:
@@ -172,6 +201,7 @@ class LocalAWS:
                 s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": self.info.region})
             except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
                 pass
+            self.backend.provision_restored(endpoints)
             self.ready = True
         except Exception as exc:  # the service still serves; the log says what went wrong
             print(f"bootstrap failed: {exc!r}", file=sys.stderr, flush=True)

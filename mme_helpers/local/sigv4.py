@@ -258,9 +258,7 @@ def _verify_s3_v2_query(request, secrets, now) -> CredentialScope:
         raise AuthFailure("malformed", "Expires is not a time in seconds since 1970") from None
     if now > expires:
         raise AuthFailure("expired", "Request has expired")
-    subresources = sorted(
-        (name, value) for name, value in params.items() if name in _S3_SUBRESOURCES
-    )
+    subresources = sorted((name, value) for name, value in params.items() if name in _S3_SUBRESOURCES)
     resource = request.raw_path.decode("latin-1")
     if subresources:
         resource += "?" + "&".join(f"{name}={value}" if value else name for name, value in subresources)

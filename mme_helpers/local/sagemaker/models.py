@@ -10,7 +10,7 @@ import copy
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from ..config import ACCOUNT_ID
@@ -216,13 +216,34 @@ class HostingService(Protocol):
     def teardown(self, runtime: Any) -> None: ...
 
 
-class SageMakerBackend:
-    """Every SageMaker resource of the local account, behind one lock."""
+class ResourceStore(Protocol):
+    def save_resource(self, kind: str, name: str, record: dict[str, Any]) -> None: ...
 
-    def __init__(self, region: str, training: TrainingService | None = None, hosting: HostingService | None = None):
+    def drop_resource(self, kind: str, name: str) -> None: ...
+
+    def resources(self, kind: str) -> list[dict[str, Any]]: ...
+
+
+KINDS = {TrainingJob: "training-jobs", Model: "models", EndpointConfig: "endpoint-configs", Endpoint: "endpoints"}
+NOT_STORED = {"runtime"}  # an endpoint's serving side is rebuilt, never stored
+
+
+class SageMakerBackend:
+    """Every SageMaker resource of the local account, behind one lock. With a ``store``, every
+    change is written through (one small JSON file per resource, under the lock so that writes
+    keep the order of changes) and ``restore`` brings it all back."""
+
+    def __init__(
+        self,
+        region: str,
+        training: TrainingService | None = None,
+        hosting: HostingService | None = None,
+        store: ResourceStore | None = None,
+    ):
         self.region = region
         self.training = training
         self.hosting = hosting
+        self.store = store
         self.lock = threading.RLock()
         self.training_jobs: dict[str, TrainingJob] = {}
         self.models: dict[str, Model] = {}
@@ -230,17 +251,93 @@ class SageMakerBackend:
         self.endpoints: dict[str, Endpoint] = {}
         self.tags: dict[str, dict[str, str]] = {}
 
+    # persistence -------------------------------------------------------------------------------
+
+    def _save(self, resource) -> None:
+        """Write a changed resource through to the store (caller holds the lock)."""
+        if self.store is None:
+            return
+        record = {f.name: getattr(resource, f.name) for f in fields(resource) if f.name not in NOT_STORED}
+        record["tags"] = self.tags.get(resource.arn, {})
+        self.store.save_resource(KINDS[type(resource)], resource.name, record)
+
+    def _drop(self, resource) -> None:
+        if self.store is not None:
+            self.store.drop_resource(KINDS[type(resource)], resource.name)
+
+    def restore(self, now: float | None = None) -> list[Endpoint]:
+        """Bring back every stored resource; returns the endpoints to provision again (their caches
+        start cold). A job that was running when the service stopped ends Failed, with the reason."""
+        if self.store is None:
+            return []
+        now = now or time.time()
+        to_provision = []
+        with self.lock:
+            for cls, kind in KINDS.items():
+                table = self._table(cls)
+                for record in self.store.resources(kind):
+                    tags = record.pop("tags", {})
+                    resource = cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
+                    table[resource.name] = resource
+                    if tags:
+                        self.tags[resource.arn] = tags
+                    if isinstance(resource, TrainingJob) and resource.status in ("InProgress", "Stopping"):
+                        reason = "The local service stopped while this job was running; start the job again."
+                        resource.status, resource.failure_reason, resource.end_time = "Failed", reason, now
+                        self.record_transition(resource, "Failed", "Training job failed. " + reason)
+                    elif isinstance(resource, Endpoint):
+                        if resource.status == "Deleting":
+                            del table[resource.name]
+                            self._drop(resource)
+                        elif resource.status != "Failed":
+                            resource.status = "Creating"
+                            self._save(resource)
+                            to_provision.append(resource)
+        return to_provision
+
+    def provision_restored(self, endpoints: list[Endpoint]) -> None:
+        for endpoint in endpoints:
+            with self.lock:
+                config = self.endpoint_configs.get(endpoint.config_name)
+                models = {name: model for name, model in self.models.items()}
+            if config is None:
+                with self.lock:
+                    endpoint.status = "Failed"
+                    endpoint.failure_reason = f"its endpoint configuration {endpoint.config_name} no longer exists"
+                    self._save(endpoint)
+                continue
+            threading.Thread(
+                target=self._provision, args=(endpoint, config, models), name=f"provision-{endpoint.name}", daemon=True
+            ).start()
+
+    def _table(self, cls) -> dict:
+        return {
+            TrainingJob: self.training_jobs,
+            Model: self.models,
+            EndpointConfig: self.endpoint_configs,
+            Endpoint: self.endpoints,
+        }[cls]
+
     # tags ----------------------------------------------------------------------------------------
 
     def _known_arns(self) -> set[str]:
         kinds = (self.training_jobs, self.models, self.endpoint_configs, self.endpoints)
         return {resource.arn for kind in kinds for resource in kind.values()}
 
+    def _by_arn(self, resource_arn: str):
+        for table in (self.training_jobs, self.models, self.endpoint_configs, self.endpoints):
+            for resource in table.values():
+                if resource.arn == resource_arn:
+                    return resource
+        return None
+
     def add_tags(self, resource_arn: str, tags: list[dict[str, str]]) -> None:
         with self.lock:
-            if resource_arn not in self._known_arns():
+            resource = self._by_arn(resource_arn)
+            if resource is None:
                 raise ValidationException(f"Could not find resource {resource_arn}.")
             self.tags.setdefault(resource_arn, {}).update({t["Key"]: t.get("Value", "") for t in tags})
+            self._save(resource)
 
     def list_tags(self, resource_arn: str) -> list[dict[str, str]]:
         with self.lock:
@@ -252,6 +349,9 @@ class SageMakerBackend:
         with self.lock:
             for key in keys:
                 self.tags.get(resource_arn, {}).pop(key, None)
+            resource = self._by_arn(resource_arn)
+            if resource is not None:
+                self._save(resource)
 
     def _tag_new(self, resource_arn: str, request: dict[str, Any]) -> None:
         if request.get("Tags"):
@@ -287,6 +387,7 @@ class SageMakerBackend:
             job.last_modified_time = now
             if status in ("Completed", "Failed", "Stopped"):
                 job.transitions[-1]["EndTime"] = now
+            self._save(job)
 
     def finish_training_job(
         self,
@@ -342,6 +443,7 @@ class SageMakerBackend:
                 raise ValidationException("Either PrimaryContainer or Containers must be given.")
             self.models[name] = model
             self._tag_new(model.arn, request)
+            self._save(model)
             return model
 
     def list_models(self, query: ListQuery) -> tuple[list[Model], str | None]:
@@ -359,7 +461,9 @@ class SageMakerBackend:
     def delete_model(self, name: str) -> None:
         self.get_model(name)
         with self.lock:
-            self.models.pop(name, None)
+            model = self.models.pop(name, None)
+            if model is not None:
+                self._drop(model)
 
     # endpoint configs ------------------------------------------------------------------------------
 
@@ -378,6 +482,7 @@ class SageMakerBackend:
             config = EndpointConfig(name=name, arn=config_arn, request=copy.deepcopy(request))
             self.endpoint_configs[name] = config
             self._tag_new(config.arn, request)
+            self._save(config)
             return config
 
     def list_endpoint_configs(self, query: ListQuery) -> tuple[list[EndpointConfig], str | None]:
@@ -395,7 +500,9 @@ class SageMakerBackend:
     def delete_endpoint_config(self, name: str) -> None:
         self.get_endpoint_config(name)
         with self.lock:
-            self.endpoint_configs.pop(name, None)
+            config = self.endpoint_configs.pop(name, None)
+            if config is not None:
+                self._drop(config)
 
     # endpoints ---------------------------------------------------------------------------------
 
@@ -415,6 +522,7 @@ class SageMakerBackend:
             )
             self.endpoints[name] = endpoint
             self._tag_new(endpoint.arn, request)
+            self._save(endpoint)
             # The models as they are now: deleting one later does not break a running endpoint (as on AWS).
             models = {
                 v["ModelName"]: self.models[v["ModelName"]]
@@ -431,8 +539,10 @@ class SageMakerBackend:
             runtime = self.hosting.provision(endpoint, config, models) if self.hosting else None
         except Exception as exc:  # the reason goes to the user, as AWS's FailureReason does
             with self.lock:
-                endpoint.status, endpoint.failure_reason = "Failed", str(exc)
-                endpoint.last_modified_time = time.time()
+                if endpoint.status == "Creating":
+                    endpoint.status, endpoint.failure_reason = "Failed", str(exc)
+                    endpoint.last_modified_time = time.time()
+                    self._save(endpoint)
             return
         with self.lock:
             deleted_meanwhile = endpoint.status != "Creating"
@@ -440,6 +550,7 @@ class SageMakerBackend:
                 endpoint.runtime = runtime
                 endpoint.status = "InService"
                 endpoint.last_modified_time = time.time()
+                self._save(endpoint)
         if deleted_meanwhile and runtime is not None and self.hosting:
             self.hosting.teardown(runtime)  # outside the lock: it flushes metrics over HTTP
 
@@ -468,6 +579,7 @@ class SageMakerBackend:
             endpoint.status = "Deleting"
             endpoint.last_modified_time = time.time()
             runtime, endpoint.runtime = endpoint.runtime, None
+            self._save(endpoint)
         threading.Thread(target=self._teardown, args=(endpoint, runtime), name=f"delete-{name}", daemon=True).start()
 
     def _teardown(self, endpoint: Endpoint, runtime: Any) -> None:
@@ -478,3 +590,4 @@ class SageMakerBackend:
             with self.lock:
                 if self.endpoints.get(endpoint.name) is endpoint:
                     del self.endpoints[endpoint.name]
+                    self._drop(endpoint)

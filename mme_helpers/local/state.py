@@ -1,0 +1,110 @@
+"""The service's state on disk (``<home>/state``), so that it survives ``stop``/``start`` and a
+``kill -9``: every SageMaker resource as one JSON file, every S3 object as a data file and a JSON
+file of its key and metadata. A write is a new file renamed into place, so a process killed
+mid-write leaves the previous version, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+STATE_FOLDER = "state"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def _name(text: str) -> str:
+    """A file name for any resource name or S3 key (keys may hold '/', spaces, anything)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+class StateStore:
+    def __init__(self, home: Path):
+        self.root = Path(home) / STATE_FOLDER
+        self.sagemaker = self.root / "sagemaker"
+        self.s3 = self.root / "s3"
+
+    # SageMaker resources ---------------------------------------------------------------------------
+
+    def save_resource(self, kind: str, name: str, record: dict[str, Any]) -> None:
+        _write_atomically(self.sagemaker / kind / f"{_name(name)}.json", json.dumps(record).encode())
+
+    def drop_resource(self, kind: str, name: str) -> None:
+        (self.sagemaker / kind / f"{_name(name)}.json").unlink(missing_ok=True)
+
+    def resources(self, kind: str) -> list[dict[str, Any]]:
+        folder = self.sagemaker / kind
+        records = []
+        for path in sorted(folder.glob("*.json")) if folder.exists() else []:
+            try:
+                records.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue  # unreadable: skipped rather than stopping the service from starting
+        return records
+
+    # S3 ------------------------------------------------------------------------------------------------
+
+    def _bucket_folder(self, bucket: str) -> Path:
+        return self.s3 / _name(bucket)
+
+    def save_bucket(self, bucket: str, region: str) -> None:
+        _write_atomically(
+            self._bucket_folder(bucket) / "bucket.json", json.dumps({"name": bucket, "region": region}).encode()
+        )
+
+    def drop_bucket(self, bucket: str) -> None:
+        shutil.rmtree(self._bucket_folder(bucket), ignore_errors=True)
+
+    def save_object(self, bucket: str, key: str, data: bytes, metadata: dict[str, str]) -> None:
+        folder = self._bucket_folder(bucket) / "objects"
+        name = _name(key)
+        _write_atomically(folder / f"{name}.data", data)
+        _write_atomically(folder / f"{name}.json", json.dumps({"key": key, "metadata": metadata}).encode())
+
+    def drop_object(self, bucket: str, key: str) -> None:
+        folder = self._bucket_folder(bucket) / "objects"
+        name = _name(key)
+        (folder / f"{name}.json").unlink(missing_ok=True)  # first: without it the data file is ignored
+        (folder / f"{name}.data").unlink(missing_ok=True)
+
+    def buckets(self) -> list[dict[str, str]]:
+        found = []
+        for path in sorted(self.s3.glob("*/bucket.json")) if self.s3.exists() else []:
+            try:
+                found.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue
+        return found
+
+    def objects(self, bucket: str) -> Iterator[tuple[str, Path, dict[str, str]]]:
+        """``(key, data file, metadata)`` of every object saved whole."""
+        folder = self._bucket_folder(bucket) / "objects"
+        for path in sorted(folder.glob("*.json")) if folder.exists() else []:
+            data = path.with_suffix(".data")
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if data.exists():
+                yield record["key"], data, record.get("metadata", {})
+
+    def object_keys(self, bucket: str) -> set[str]:
+        return {key for key, _, _ in self.objects(bucket)}
+
+    # everything ----------------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget everything (``python -m mme_helpers.local reset``)."""
+        shutil.rmtree(self.root, ignore_errors=True)
