@@ -81,7 +81,9 @@ def loaded_models(endpoint_name: str) -> pd.DataFrame:
     """The models the endpoint has in memory or on disk, with hits, misses and load times per
     model. Only local mode can show this (AWS publishes endpoint-wide metrics only): in AWS mode
     the table is empty and ``attrs["summary"]`` says why."""
-    columns = ["target", "state", "hits", "misses", "loads", "evictions", "download_ms", "load_ms", "size_bytes"]
+    columns = [
+        "target", "instance", "state", "hits", "misses", "loads", "evictions", "download_ms", "load_ms", "size_bytes"
+    ]  # fmt: skip
     url = os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")
     if not url:
         frame = pd.DataFrame(columns=columns).set_index("target")
@@ -100,9 +102,11 @@ def loaded_models(endpoint_name: str) -> pd.DataFrame:
         raise LookupError(f"the local service has no state for endpoint {endpoint_name}: {state}")
     frame = pd.DataFrame(state.get("models", []), columns=columns).sort_values("target").set_index("target")
     frame.attrs.update({k: v for k, v in state.items() if k != "models"})
+    instances = state.get("instances", 1)
+    per_instance = f" on each of its {instances} instances" if instances > 1 else ""
     frame.attrs["summary"] = (
         f"{len(state.get('loaded_models', []))} models in memory, using {state['memory_used_bytes'] / 1024:,.0f} KB "
-        f"of the endpoint's {_size(state['memory_budget_bytes'])} budget"
+        f"of the endpoint's {_size(state['memory_budget_bytes'])} budget{per_instance}"
     )
     return frame
 

@@ -22,7 +22,7 @@ class MetricsPublisher:
         self.interval = interval
         self.lock = threading.Lock()
         self.pending: dict[tuple[str, str, str, str], list[float]] = {}
-        self.gauges: dict[tuple[str, str, str], Callable[[], float]] = {}
+        self.gauges: dict[tuple[str, str, str], Callable[[], float | list[float]]] = {}
         self.recorders: dict[tuple[str, str], Callable[[str, float, str], None]] = {}
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="metrics", daemon=True)
@@ -59,7 +59,8 @@ class MetricsPublisher:
         self.recorders[key] = record
         return record
 
-    def add_gauge(self, endpoint: str, variant: str, name: str, read: Callable[[], float]) -> None:
+    def add_gauge(self, endpoint: str, variant: str, name: str, read: Callable[[], float | list[float]]) -> None:
+        """A value read every interval; a list gives one datapoint each (one per instance)."""
         with self.lock:
             self.gauges[(endpoint, variant, name)] = read
 
@@ -93,18 +94,20 @@ class MetricsPublisher:
             )
         for (endpoint, variant, name), read in gauges:
             try:
-                value = float(read())
+                values = read()
+                values = [float(v) for v in values] if isinstance(values, list) else [float(values)]
             except Exception:
                 continue
-            data.setdefault(_namespace(name), []).append(
-                {
-                    "MetricName": name,
-                    "Dimensions": _dimensions(endpoint, variant),
-                    "Timestamp": now,
-                    "Unit": "None",
-                    "Value": value,
-                }
-            )
+            for value in values:
+                data.setdefault(_namespace(name), []).append(
+                    {
+                        "MetricName": name,
+                        "Dimensions": _dimensions(endpoint, variant),
+                        "Timestamp": now,
+                        "Unit": "None",
+                        "Value": value,
+                    }
+                )
         for namespace, items in data.items():
             for start in range(0, len(items), 500):
                 try:

@@ -161,10 +161,9 @@ class LocalAWS:
             if endpoint is None:
                 return Response.json({"message": f"no endpoint {parts[3]}"}, status=404)
             runtime = endpoint.runtime
-            registry = runtime.registry if runtime is not None else None
             answer = {"endpoint": endpoint.name, "status": endpoint.status}
-            if registry is not None:
-                answer.update(registry.snapshot())
+            if runtime is not None:
+                answer.update(runtime.snapshot())
             return Response.json(answer)
         return Response.json({"message": f"unknown local path {request.path}"}, status=404)
 

@@ -6,7 +6,8 @@ import asyncio
 import concurrent.futures
 import shutil
 import uuid
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +40,43 @@ class S3Artifacts:
 
 @dataclass
 class EndpointRuntime:
-    """The serving side of one endpoint (one production variant)."""
+    """The serving side of one endpoint (one production variant). A multi-model endpoint has one
+    model cache per instance, each with the instance's memory; a model is always routed to the
+    same instance, so it is loaded once, not once per instance."""
 
     name: str
     region: str
     variant: str
     multi_model: bool
     default_accept: str | None
-    registry: ModelRegistry | None = None  # multi-model endpoints
+    instances: list[ModelRegistry] = field(default_factory=list)  # multi-model endpoints
     model: LoadedModel | None = None  # single-model endpoints
     cache_dir: Path | None = None
+
+    def instance_for(self, target: str) -> ModelRegistry:
+        """The instance that serves ``target`` (a stable hash of its name)."""
+        return self.instances[zlib.crc32(target.encode()) % len(self.instances)]
+
+    def loaded_counts(self) -> list[float]:
+        return [float(len(instance.memory)) for instance in self.instances]
+
+    def snapshot(self) -> dict:
+        """Every instance's cache state, models tagged with their instance."""
+        if not self.instances:
+            return {}
+        states = [instance.snapshot() for instance in self.instances]
+        merged = {
+            "instances": len(states),
+            "memory_budget_bytes": states[0]["memory_budget_bytes"],
+            "disk_budget_bytes": states[0]["disk_budget_bytes"],
+            "memory_used_bytes": sum(state["memory_used_bytes"] for state in states),
+            "disk_used_bytes": sum(state["disk_used_bytes"] for state in states),
+            "loaded_models": [target for state in states for target in state["loaded_models"]],
+            "models": [],
+        }
+        for number, state in enumerate(states):
+            merged["models"] += [{**model, "instance": number} for model in state["models"]]
+        return merged
 
 
 class Hosting:
@@ -100,19 +128,23 @@ class Hosting:
             if not model_data_url.startswith("s3://"):
                 raise ValueError(f"a multi-model endpoint needs ModelDataUrl to be an S3 prefix; got '{model_data_url}'")
             cache_enabled = (container.get("MultiModelConfig") or {}).get("ModelCacheSetting", "Enabled") != "Disabled"
-            runtime.registry = ModelRegistry(
-                source=S3Artifacts(self.clients.s3, model_data_url),
-                cache_dir=cache_dir,
-                config=RegistryConfig(
-                    memory_budget=memory,
-                    disk_budget=disk,
-                    cache_enabled=cache_enabled,
-                    load_wait_limit=float(environment.get(WAIT_OVERRIDE, 60)),
-                ),
-                executor=self.executor,
-                record_metric=self.metrics.recorder(endpoint.name, runtime.variant),
-            )
-            self.metrics.add_gauge(endpoint.name, runtime.variant, "LoadedModelCount", lambda: len(runtime.registry.memory))
+            record_metric = self.metrics.recorder(endpoint.name, runtime.variant)
+            for number in range(max(1, int(variant.get("InitialInstanceCount", 1)))):
+                runtime.instances.append(
+                    ModelRegistry(
+                        source=S3Artifacts(self.clients.s3, model_data_url),
+                        cache_dir=cache_dir / f"instance-{number}",
+                        config=RegistryConfig(
+                            memory_budget=memory,
+                            disk_budget=disk,
+                            cache_enabled=cache_enabled,
+                            load_wait_limit=float(environment.get(WAIT_OVERRIDE, 60)),
+                        ),
+                        executor=self.executor,
+                        record_metric=record_metric,
+                    )
+                )
+            self.metrics.add_gauge(endpoint.name, runtime.variant, "LoadedModelCount", runtime.loaded_counts)
         else:
             runtime.model = self._load_single(model_data_url, cache_dir, disk)
         return runtime
@@ -135,13 +167,15 @@ class Hosting:
         except ArtifactError as exc:
             raise ValueError(f"the model could not be loaded: {exc}") from exc
 
-    def teardown(self, runtime: EndpointRuntime) -> None:
-        self.metrics.remove_endpoint(runtime.name)
-        if runtime.registry is not None:
-            registry = runtime.registry
-            loop = self.loop_getter()
+    def teardown(self, runtime: EndpointRuntime, metrics: bool = True) -> None:
+        """Close a runtime's caches and delete its disk cache; ``metrics=False`` keeps the
+        endpoint's metrics (an update replaces the runtime of an endpoint that lives on)."""
+        if metrics:
+            self.metrics.remove_endpoint(runtime.name)
+        loop = self.loop_getter()
+        for registry in runtime.instances:
             if loop is not None and loop.is_running() and not _on_loop(loop):
-                # the registry belongs to the event loop: close it there
+                # a registry belongs to the event loop: close it there
                 asyncio.run_coroutine_threadsafe(_close(registry), loop).result(timeout=10)
             else:
                 registry.close()

@@ -51,7 +51,8 @@ class InvocationHandler:
         request_id = str(uuid.uuid4())
         started = time.perf_counter()
         endpoint = self.backend.serving_endpoint(endpoint_name)
-        runtime = endpoint.runtime if endpoint is not None and endpoint.status == "InService" else None
+        # an endpoint being updated keeps serving from its current runtime, as on AWS
+        runtime = endpoint.runtime if endpoint is not None and endpoint.status in ("InService", "Updating") else None
         record = self.metrics.recorder(endpoint_name, runtime.variant) if runtime else None
         try:
             if runtime is None:
@@ -102,7 +103,7 @@ class InvocationHandler:
             raise _model_error(runtime, exc) from None
         model_started = time.perf_counter()
         if runtime.multi_model:
-            registry = runtime.registry
+            registry = runtime.instance_for(target)
             try:
                 model, hit = await registry.acquire(target)
             except ModelNotFound as missing:

@@ -159,7 +159,9 @@ class Endpoint:
                     "VariantName": variant["VariantName"],
                     "CurrentWeight": float(variant.get("InitialVariantWeight", 1.0)),
                     "DesiredWeight": float(variant.get("InitialVariantWeight", 1.0)),
-                    "CurrentInstanceCount": variant.get("InitialInstanceCount", 1) if self.status == "InService" else 0,
+                    "CurrentInstanceCount": (
+                        variant.get("InitialInstanceCount", 1) if self.status in ("InService", "Updating") else 0
+                    ),
                     "DesiredInstanceCount": variant.get("InitialInstanceCount", 1),
                 }
                 for variant in self.variants
@@ -213,7 +215,7 @@ class TrainingService(Protocol):
 class HostingService(Protocol):
     def provision(self, endpoint: Endpoint, config: EndpointConfig, models: dict[str, Model]) -> Any: ...
 
-    def teardown(self, runtime: Any) -> None: ...
+    def teardown(self, runtime: Any, metrics: bool = True) -> None: ...
 
 
 class ResourceStore(Protocol):
@@ -553,6 +555,60 @@ class SageMakerBackend:
                 self._save(endpoint)
         if deleted_meanwhile and runtime is not None and self.hosting:
             self.hosting.teardown(runtime)  # outside the lock: it flushes metrics over HTTP
+
+    def update_endpoint(self, request: dict[str, Any]) -> Endpoint:
+        """``Updating`` at once; the new configuration is provisioned (cold caches) while the old
+        one keeps serving, then replaces it. A failed update leaves the old one serving, with the
+        reason in ``FailureReason``, as AWS rolls back."""
+        endpoint = self.get_endpoint(request["EndpointName"])
+        config = self.get_endpoint_config(request["EndpointConfigName"])
+        with self.lock:
+            if endpoint.status != "InService":
+                raise ValidationException(
+                    f'Cannot update in-progress endpoint "{endpoint.arn}".'
+                    if endpoint.status in ("Creating", "Updating")
+                    else f'Cannot update endpoint "{endpoint.arn}" in status {endpoint.status}.'
+                )
+            endpoint.status = "Updating"
+            endpoint.failure_reason = None
+            endpoint.last_modified_time = time.time()
+            models = {
+                v["ModelName"]: self.models[v["ModelName"]]
+                for v in config.request["ProductionVariants"]
+                if v["ModelName"] in self.models
+            }
+            self._save(endpoint)
+        threading.Thread(
+            target=self._update, args=(endpoint, config, models), name=f"update-{endpoint.name}", daemon=True
+        ).start()
+        return endpoint
+
+    def _update(self, endpoint: Endpoint, config: EndpointConfig, models: dict[str, Model]) -> None:
+        try:
+            runtime = self.hosting.provision(endpoint, config, models) if self.hosting else None
+        except Exception as exc:
+            with self.lock:
+                if endpoint.status == "Updating":
+                    endpoint.status = "InService"
+                    endpoint.failure_reason = f"The update to {config.name} failed, the endpoint serves as before: {exc}"
+                    endpoint.last_modified_time = time.time()
+                    self._save(endpoint)
+            return
+        with self.lock:
+            replaced = endpoint.status == "Updating"
+            old = endpoint.runtime
+            if replaced:
+                endpoint.runtime = runtime
+                endpoint.config_name = config.name
+                endpoint.variants = copy.deepcopy(config.request["ProductionVariants"])
+                endpoint.status = "InService"
+                endpoint.last_modified_time = time.time()
+                self._save(endpoint)
+        if self.hosting is not None:  # outside the lock: tear-down waits for the event loop
+            if replaced and old is not None:
+                self.hosting.teardown(old, metrics=False)
+            elif not replaced and runtime is not None:
+                self.hosting.teardown(runtime, metrics=False)
 
     def list_endpoints(self, query: ListQuery) -> tuple[list[Endpoint], str | None]:
         with self.lock:

@@ -195,6 +195,9 @@ class SageMakerResponses:
     def DescribeEndpoint(self, params):
         return self.backend.get_endpoint(params["EndpointName"]).describe()
 
+    def UpdateEndpoint(self, params):
+        return {"EndpointArn": self.backend.update_endpoint(params).arn}
+
     def DeleteEndpoint(self, params):
         self.backend.delete_endpoint(params["EndpointName"])
         return {}
