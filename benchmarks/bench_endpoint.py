@@ -213,7 +213,7 @@ def main() -> None:
             }
 
             # cold from the disk cache: memory for one model only, so every switch reloads from disk ---------
-            model_size = bench.state("cold")["models"][0]["size_bytes"]
+            model_size = bench.state("cold")["models"][0]["memory_bytes"]
             prefix = bench.endpoint("disk", {"MME_LOCAL_MEMORY_BUDGET_MB": str(1.5 * model_size / 2**20)})
             disk_keys = [f"d{i:02d}.tar.gz" for i in range(30)]
             bench.upload(prefix, disk_keys, artifact)
@@ -242,7 +242,7 @@ def main() -> None:
                 "models loaded": loaded,
                 "MB per model": round((after - before) / (loaded - 1) / 2**20, 3),
                 "artifact KB": round(len(artifact) / 1024, 1),
-                "model file KB": round(model_size / 1024, 1),
+                "loaded model KB (counted)": round(model_size / 1024, 1),
             }
         finally:
             lifecycle.stop(home)

@@ -82,7 +82,8 @@ def loaded_models(endpoint_name: str) -> pd.DataFrame:
     model. Only local mode can show this (AWS publishes endpoint-wide metrics only): in AWS mode
     the table is empty and ``attrs["summary"]`` says why."""
     columns = [
-        "target", "instance", "state", "hits", "misses", "loads", "evictions", "download_ms", "load_ms", "size_bytes"
+        "target", "instance", "state", "hits", "misses", "loads", "evictions",
+        "download_ms", "load_ms", "size_bytes", "memory_bytes",
     ]  # fmt: skip
     url = os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")
     if not url:

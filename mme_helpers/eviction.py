@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
+from .local.runtime.artifacts import RESIDENT_FACTOR
 from .local.runtime.instance_types import GIB, MEMORY_GIB
 
 # On AWS every loaded model runs in a worker process of the model server (Multi Model Server):
@@ -32,8 +33,10 @@ def capacity_in_models(memory_bytes: float, model_bytes: float) -> int:
 
 
 def seed_models_per_instance(instance_type: str, model_bytes: float) -> pd.DataFrame:
-    """How many models fit on one instance, counted by file size and counted as AWS pays for them."""
+    """How many models fit on one instance, counted by file size and counted as AWS pays for them
+    (``model_bytes``: the model file, unpacked)."""
     memory = MEMORY_GIB[instance_type] * GIB
+    loaded = model_bytes * RESIDENT_FACTOR
     return pd.DataFrame(
         [
             {
@@ -42,9 +45,9 @@ def seed_models_per_instance(instance_type: str, model_bytes: float) -> pd.DataF
                 "models that fit": capacity_in_models(memory, model_bytes),
             },
             {
-                "counted as": "model + its model-server worker (AWS's XGBoost container)",
-                "MB per model": round((model_bytes + MMS_WORKER_BYTES) / 1e6, 3),
-                "models that fit": capacity_in_models(memory, model_bytes + MMS_WORKER_BYTES),
+                "counted as": "loaded model + its model-server worker (AWS's XGBoost container)",
+                "MB per model": round((loaded + MMS_WORKER_BYTES) / 1e6, 3),
+                "models that fit": capacity_in_models(memory, loaded + MMS_WORKER_BYTES),
             },
         ]
     ).set_index("counted as")
@@ -134,19 +137,21 @@ def check_against_endpoint(simulated: pd.DataFrame, loaded: pd.DataFrame) -> pd.
 def model_memory(loaded_attrs: dict, instance_type: str, model_bytes: float) -> dict:
     """The memory the endpoint fills with models and how many models of ``model_bytes`` it holds.
 
-    Local mode reports its budget (``loaded_models(...).attrs``); AWS does not, and there each
-    loaded model also costs a model-server worker, so the instance's memory is divided by both.
+    ``model_bytes`` is the model file; loaded, it takes ``RESIDENT_FACTOR`` times that. Local mode
+    reports its budget (``loaded_models(...).attrs``); AWS does not, and there each loaded model
+    also costs a model-server worker, so the instance's memory is divided by both.
     """
+    loaded = int(model_bytes * RESIDENT_FACTOR)
     budget = loaded_attrs.get("memory_budget_bytes")
     if budget:
         return {
             "memory for models": f"{budget / 2**20:,.1f} MB (the local endpoint's budget)",
-            "MB per model": round(model_bytes / 1e6, 3),
-            "capacity (models)": capacity_in_models(budget, model_bytes),
+            "MB per loaded model": round(loaded / 1e6, 3),
+            "capacity (models)": capacity_in_models(budget, loaded),
         }
     memory = MEMORY_GIB[instance_type] * GIB
     return {
         "memory for models": f"{memory / GIB:,.0f} GiB ({instance_type}, AWS)",
-        "MB per model": round((model_bytes + MMS_WORKER_BYTES) / 1e6, 3),
-        "capacity (models)": capacity_in_models(memory, model_bytes + MMS_WORKER_BYTES),
+        "MB per loaded model": round((loaded + MMS_WORKER_BYTES) / 1e6, 3),
+        "capacity (models)": capacity_in_models(memory, loaded + MMS_WORKER_BYTES),
     }

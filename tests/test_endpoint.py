@@ -17,6 +17,7 @@ from sagemaker.serializers import CSVSerializer
 
 from mme_helpers.endpoint import loaded_models, wait_for_endpoint
 from mme_helpers.invoke import predict_one_house_value
+from mme_helpers.local.runtime.artifacts import RESIDENT_FACTOR
 
 IMAGE = "246618743249.dkr.ecr.us-west-2.amazonaws.com/sagemaker-xgboost:1.7-1"
 HOUSE = [2005, 3000, 3, 2.0, 1.0, 2]
@@ -289,7 +290,7 @@ def test_ensembles_average_their_models(ctx, clients, mme):
 def test_lru_eviction_under_a_small_memory_budget(ctx, clients):
     size = len(model_tar(train_booster()))  # roughly; the accounting uses the unpacked model size
     booster = train_booster()
-    model_bytes = len(booster.save_raw("ubj"))
+    model_bytes = int(len(booster.save_raw("ubj")) * RESIDENT_FACTOR)  # in memory
     budget_mb = 2.5 * model_bytes / 2**20  # room for two models
     name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_MEMORY_BUDGET_MB": str(budget_mb)})
     for key in "abc":

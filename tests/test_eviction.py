@@ -11,6 +11,7 @@ from test_endpoint import invoke, make_endpoint, put_model
 from mme_helpers import eviction
 from mme_helpers.endpoint import loaded_models
 from mme_helpers.invoke import RequestCounter, metric_series, wait_for_metrics
+from mme_helpers.local.runtime.artifacts import RESIDENT_FACTOR
 
 
 def test_lru_simulation_evicts_the_least_recently_used():
@@ -41,7 +42,7 @@ def test_models_that_fit_on_an_instance():
     by_file, with_worker = table["models that fit"].tolist()
     assert by_file == 16 * 2**30 // 84_000 and 300 < with_worker < 400
     aws = eviction.model_memory({}, "ml.m5.xlarge", 84_000)  # AWS reports no budget
-    local = eviction.model_memory({"memory_budget_bytes": 10 * 84_000}, "ml.m5.xlarge", 84_000)
+    local = eviction.model_memory({"memory_budget_bytes": 10 * int(84_000 * RESIDENT_FACTOR)}, "ml.m5.xlarge", 84_000)
     assert aws["capacity (models)"] == with_worker and local["capacity (models)"] == 10
 
 
@@ -49,7 +50,7 @@ def test_the_endpoint_evicts_exactly_as_lru_under_a_skewed_stream(ctx, clients):
     """300 Zipf-distributed requests over 12 models of one size, memory for 4: every model's loads
     and evictions, the hit count in CloudWatch and LoadedModelCount agree with the simulation."""
     booster = train_booster()
-    size = len(booster.save_raw("ubj"))
+    size = int(len(booster.save_raw("ubj")) * RESIDENT_FACTOR)  # in memory
     name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_MEMORY_BUDGET_MB": str(4.5 * size / 2**20)})
     targets = [f"m{i:02d}.tar.gz" for i in range(12)]
     for target in targets:

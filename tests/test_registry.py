@@ -8,6 +8,7 @@ import time
 import pytest
 from conftest import model_tar, train_booster
 
+from mme_helpers.local.runtime.artifacts import RESIDENT_FACTOR
 from mme_helpers.local.runtime.registry import (
     InsufficientMemory,
     ModelLoadError,
@@ -19,6 +20,7 @@ from mme_helpers.local.runtime.registry import (
 
 ARTIFACT = model_tar(train_booster())
 MODEL_SIZE = len(train_booster().save_raw("ubj"))
+MODEL_MEMORY = int(MODEL_SIZE * RESIDENT_FACTOR)
 
 
 class Source:
@@ -43,7 +45,7 @@ def registry(tmp_path, source, models=2.5, disk=10**9, **config):
     return ModelRegistry(
         source,
         tmp_path / "cache",
-        RegistryConfig(memory_budget=int(models * MODEL_SIZE), disk_budget=disk, **config),
+        RegistryConfig(memory_budget=int(models * MODEL_MEMORY), disk_budget=disk, **config),
         concurrent.futures.ThreadPoolExecutor(8),
     )
 

@@ -10,6 +10,7 @@ from conftest import train_booster, unique, wait_until
 from test_endpoint import invoke, make_endpoint, put_model
 
 from mme_helpers.endpoint import loaded_models
+from mme_helpers.local.runtime.artifacts import RESIDENT_FACTOR
 
 
 def new_config(ctx, clients, model_name, instance_type="ml.m5.large", count=1):
@@ -93,7 +94,7 @@ def test_updating_an_endpoint_that_is_not_in_service_is_refused(ctx, clients):
 
 def test_several_instances_have_one_cache_each_and_route_a_model_to_one(ctx, clients):
     booster = train_booster()
-    size = len(booster.save_raw("ubj"))
+    size = int(len(booster.save_raw("ubj")) * RESIDENT_FACTOR)  # in memory
     name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_MEMORY_BUDGET_MB": str(3.5 * size / 2**20)})
     three = new_config(ctx, clients, name, count=3)
     clients.sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=three)

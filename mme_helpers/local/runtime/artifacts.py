@@ -19,6 +19,10 @@ import numpy as np
 
 MAX_MEMBERS = 1000
 PICKLE_PROTOCOL_MARKER = 0x80
+# What a loaded booster costs in memory, as a multiple of its model file: measured 1.32-1.39x (RSS
+# per model over 300 loaded copies, XGBoost 3.2, 136 KB and 1.2 MB models). The cache budget is
+# spent in these bytes, so that a budget is what the process really uses.
+RESIDENT_FACTOR = 1.4
 
 
 class ArtifactError(Exception):
@@ -31,8 +35,13 @@ class LoadedModel:
 
     boosters: list
     num_features: int
-    size_bytes: int
+    size_bytes: int  # of the model files
     files: list[str]
+
+    @property
+    def memory_bytes(self) -> int:
+        """What the loaded model takes in memory (the cache budget counts this)."""
+        return int(self.size_bytes * RESIDENT_FACTOR)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         if len(self.boosters) == 1:

@@ -67,6 +67,7 @@ class ModelStats:
     download_ms: float | None = None
     load_ms: float | None = None
     size_bytes: int = 0
+    memory_bytes: int = 0
     last_used: float = 0.0
     state: str = "new"  # loading, in memory, on disk, evicted
 
@@ -192,12 +193,13 @@ class ModelRegistry:
             model, times = await loop.run_in_executor(self.executor, self._fetch_and_load, target)
             if self.closed:
                 raise ModelLoadError("the endpoint is being deleted")
-            self._make_room(model.size_bytes, target)
+            self._make_room(model.memory_bytes, target)
             self.memory[target] = _Resident(model, in_use=load.waiters)  # pinned before they wake
             load.pinned = True
-            self.memory_used += model.size_bytes
+            self.memory_used += model.memory_bytes
             stats.loads += 1
             stats.size_bytes = model.size_bytes
+            stats.memory_bytes = model.memory_bytes
             stats.load_ms = times.load_s * 1000
             stats.state = "in memory"
             if not times.from_disk:
@@ -315,7 +317,7 @@ class ModelRegistry:
         resident = self.memory.pop(target, None)
         if resident is None:
             return False
-        self.memory_used -= resident.model.size_bytes
+        self.memory_used -= resident.model.memory_bytes
         stats = self.stats[target]
         stats.evictions += 1
         stats.state = "on disk" if target in self.disk else "evicted"
