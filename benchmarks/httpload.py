@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import itertools
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ class LoadResult:
     seconds: float = 0.0
     statuses: dict[int, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
+    sent: int = 0
 
     @property
     def per_second(self) -> float:
@@ -66,13 +68,14 @@ class LoadResult:
         }
 
 
-async def _worker(port: int, payloads: list[bytes], deadline: float, result: LoadResult, offset: int) -> None:
+async def _worker(port: int, next_request, deadline: float, result: LoadResult) -> None:
+    """Send what ``next_request()`` gives (None: stop) on one keep-alive connection until ``deadline``."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    index = offset
     try:
         while time.perf_counter() < deadline:
-            payload = payloads[index % len(payloads)]
-            index += 1
+            payload = next_request()
+            if payload is None:
+                break
             started = time.perf_counter()
             writer.write(payload)
             status_line = await reader.readline()
@@ -95,20 +98,38 @@ async def _worker(port: int, payloads: list[bytes], deadline: float, result: Loa
         writer.close()
 
 
-def throughput(port: int, payloads: list[bytes], connections: int, seconds: float) -> LoadResult:
-    """Send prepared requests over ``connections`` keep-alive connections for ``seconds``."""
+def _run(coroutine_factory) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coroutine_factory())
+    except ImportError:
+        asyncio.run(coroutine_factory())
+
+
+def replay(port: int, requests, connections: int, seconds: float) -> LoadResult:
+    """Send the prepared requests of the iterable ``requests`` in its order, over ``connections``
+    keep-alive connections, until it ends or ``seconds`` pass; ``result.sent`` counts how many
+    were taken from it (the order the service received them in, give or take the connections)."""
     result = LoadResult()
+    iterator = iter(requests)
+
+    def next_request():
+        payload = next(iterator, None)
+        if payload is not None:
+            result.sent += 1
+        return payload
 
     async def run():
         deadline = time.perf_counter() + seconds
         started = time.perf_counter()
-        await asyncio.gather(*(_worker(port, payloads, deadline, result, i * 7) for i in range(connections)))
+        await asyncio.gather(*(_worker(port, next_request, deadline, result) for _ in range(connections)))
         result.seconds = time.perf_counter() - started
 
-    try:
-        import uvloop
-
-        uvloop.run(run())
-    except ImportError:
-        asyncio.run(run())
+    _run(run)
     return result
+
+
+def throughput(port: int, payloads: list[bytes], connections: int, seconds: float) -> LoadResult:
+    """Send prepared requests, round robin, over ``connections`` keep-alive connections for ``seconds``."""
+    return replay(port, itertools.cycle(payloads), connections, seconds)

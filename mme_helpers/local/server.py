@@ -34,6 +34,7 @@ from .sigv4 import AuthFailure, credential_scope
 from .state import StateStore
 
 MAX_SIGNED_BODY = 64 * 1024 * 1024  # non-S3 bodies are read whole to check their hash
+MOTO_IN_MEMORY_OBJECT_BYTES = 64 * 1024
 
 ASSUME_ROLE_POLICY = (
     '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"sagemaker.amazonaws.com"},'
@@ -214,6 +215,9 @@ def serve(home: Path, port: int, region: str, training_workers: int | None = Non
     from ..loopback import install_guard
 
     install_guard(strict=True)  # nothing in this process may reach beyond 127.0.0.1
+    # moto keeps S3 objects in memory up to this size and larger ones in temporary files: with
+    # thousands of model artifacts, memory stays for the models (every object is on disk anyway).
+    os.environ.setdefault("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(MOTO_IN_MEMORY_OBJECT_BYTES))
 
     home.mkdir(parents=True, exist_ok=True)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
