@@ -55,6 +55,7 @@ benchmark: venv
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_endpoint.py
 	$(PY) benchmarks/bench_soak.py
+	$(PY) benchmarks/bench_scale.py
 
 lab: venv
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
