@@ -105,6 +105,15 @@ class Bench:
         self.sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig={"Delay": 0.2})
         return prefix
 
+    def warm_endpoint(self, name: str, artifact: bytes, count: int) -> list[str]:
+        """An endpoint with ``count`` copies of ``artifact``, each invoked once (loaded)."""
+        prefix = self.endpoint(name)
+        keys = [f"m{i:02d}.tar.gz" for i in range(count)]
+        self.upload(prefix, keys, artifact)
+        for key in keys:
+            self.call(name, key)
+        return keys
+
     def upload(self, prefix: str, keys: list[str], artifact: bytes) -> None:
         for key in keys:
             self.s3.put_object(Bucket=self.bucket, Key=prefix + key, Body=artifact)
@@ -148,11 +157,7 @@ def main() -> None:
         bench = Bench(home)
         try:
             # warm latency, against the bare server, in the same run ----------------------------------
-            prefix = bench.endpoint("warm")
-            warm_keys = [f"m{i:02d}.tar.gz" for i in range(20)]
-            bench.upload(prefix, warm_keys, artifact)
-            for key in warm_keys:
-                bench.call("warm", key)
+            warm_keys = bench.warm_endpoint("warm", artifact, 20)
             headers = bench.signed("warm", warm_keys[0])
             model_file = Path(tmp) / "xgboost-model"
             import io

@@ -26,11 +26,7 @@ def main(seconds: float) -> None:
         home = Path(tmp) / "service"
         bench = Bench(home)
         try:
-            prefix = bench.endpoint("soak")
-            keys = [f"s{i:02d}.tar.gz" for i in range(20)]
-            bench.upload(prefix, keys, artifact)
-            for key in keys:
-                bench.call("soak", key)
+            keys = bench.warm_endpoint("soak", artifact, 20)
             payloads = [
                 httpload.request_bytes(bench.path("soak"), ROW, bench.signed("soak", k), bench.info.port) for k in keys
             ]

@@ -30,6 +30,19 @@ def new_config(ctx, clients, model_name, instance_type="ml.m5.large", count=1):
     return name
 
 
+def not_xgboost_model(ctx, clients, name, prefix):
+    """A model local mode cannot serve: provisioning it fails with a reason."""
+    clients.sagemaker.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ctx.role,
+        PrimaryContainer={
+            "Image": "123456789012.dkr.ecr.us-west-2.amazonaws.com/not-xgboost:1",
+            "Mode": "MultiModel",
+            "ModelDataUrl": f"s3://{ctx.bucket}/{prefix}",
+        },
+    )
+
+
 def test_update_endpoint_moves_to_the_new_configuration_with_cold_caches(ctx, clients):
     name, prefix = make_endpoint(ctx, clients, instance="ml.m5.large")
     put_model(ctx, clients, prefix, "m.tar.gz", train_booster())
@@ -52,15 +65,7 @@ def test_a_failed_update_rolls_back_and_says_why(ctx, clients):
     name, prefix = make_endpoint(ctx, clients)
     put_model(ctx, clients, prefix, "m.tar.gz", train_booster())
     broken = unique("broken")
-    clients.sagemaker.create_model(
-        ModelName=broken,
-        ExecutionRoleArn=ctx.role,
-        PrimaryContainer={
-            "Image": "123456789012.dkr.ecr.us-west-2.amazonaws.com/not-xgboost:1",
-            "Mode": "MultiModel",
-            "ModelDataUrl": f"s3://{ctx.bucket}/{prefix}",
-        },
-    )
+    not_xgboost_model(ctx, clients, broken, prefix)
     clients.sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=new_config(ctx, clients, broken))
     described = wait_until(
         lambda: (
@@ -75,15 +80,7 @@ def test_a_failed_update_rolls_back_and_says_why(ctx, clients):
 
 def test_updating_an_endpoint_that_is_not_in_service_is_refused(ctx, clients):
     name = unique("failed")
-    clients.sagemaker.create_model(
-        ModelName=name,
-        ExecutionRoleArn=ctx.role,
-        PrimaryContainer={
-            "Image": "123456789012.dkr.ecr.us-west-2.amazonaws.com/not-xgboost:1",
-            "Mode": "MultiModel",
-            "ModelDataUrl": f"s3://{ctx.bucket}/x/",
-        },
-    )
+    not_xgboost_model(ctx, clients, name, "x/")
     clients.sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=new_config(ctx, clients, name))
     wait_until(lambda: clients.sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Failed")
     with pytest.raises(ClientError, match="in status Failed"):

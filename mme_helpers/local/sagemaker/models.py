@@ -301,7 +301,7 @@ class SageMakerBackend:
         for endpoint in endpoints:
             with self.lock:
                 config = self.endpoint_configs.get(endpoint.config_name)
-                models = {name: model for name, model in self.models.items()}
+                models = self._models_of(config) if config is not None else {}
             if config is None:
                 with self.lock:
                     endpoint.status = "Failed"
@@ -311,6 +311,15 @@ class SageMakerBackend:
             threading.Thread(
                 target=self._provision, args=(endpoint, config, models), name=f"provision-{endpoint.name}", daemon=True
             ).start()
+
+    def _models_of(self, config: EndpointConfig) -> dict[str, Model]:
+        """The models a configuration names, as they are now: deleting one later does not break a
+        running endpoint (as on AWS). Caller holds the lock."""
+        return {
+            v["ModelName"]: self.models[v["ModelName"]]
+            for v in config.request["ProductionVariants"]
+            if v["ModelName"] in self.models
+        }
 
     def _table(self, cls) -> dict:
         return {
@@ -525,12 +534,7 @@ class SageMakerBackend:
             self.endpoints[name] = endpoint
             self._tag_new(endpoint.arn, request)
             self._save(endpoint)
-            # The models as they are now: deleting one later does not break a running endpoint (as on AWS).
-            models = {
-                v["ModelName"]: self.models[v["ModelName"]]
-                for v in config.request["ProductionVariants"]
-                if v["ModelName"] in self.models
-            }
+            models = self._models_of(config)
         threading.Thread(
             target=self._provision, args=(endpoint, config, models), name=f"provision-{name}", daemon=True
         ).start()
@@ -572,11 +576,7 @@ class SageMakerBackend:
             endpoint.status = "Updating"
             endpoint.failure_reason = None
             endpoint.last_modified_time = time.time()
-            models = {
-                v["ModelName"]: self.models[v["ModelName"]]
-                for v in config.request["ProductionVariants"]
-                if v["ModelName"] in self.models
-            }
+            models = self._models_of(config)
             self._save(endpoint)
         threading.Thread(
             target=self._update, args=(endpoint, config, models), name=f"update-{endpoint.name}", daemon=True
