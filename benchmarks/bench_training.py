@@ -1,5 +1,5 @@
 """Training in local mode, the notebook's way (SDK upload_data + Estimator.fit(wait=False) per
-city, then waiting until every job has its artifact): the seed's 4 models, and 100 models.
+city, then waiting until every job has its artifact): the seed's 4 models, 100 and 1,000 models.
 
     .venv/bin/python benchmarks/bench_training.py
 """
@@ -80,11 +80,13 @@ def main() -> None:
             seed = ["NewYork_NY", "LosAngeles_CA", "Chicago_IL", "Houston_TX"]
             four, ok4 = run(seed, Path(tmp), parallel=4)
             hundred, ok100 = run([f"City{i:03d}_XX" for i in range(100)], Path(tmp), parallel=100)
+            thousand, ok1000 = run([f"Town{i:04d}_XX" for i in range(1000)], Path(tmp), parallel=1000)
         finally:
             local.stop()
     print(f"Local training, {os.cpu_count()} cores (upload + training jobs + artifacts, SDK as in the notebook)")
     print(f"  seed's 4 models:  {four:.2f} s ({ok4}/4 completed)")
     print(f"  100 models:       {hundred:.2f} s ({ok100}/100 completed, {hundred / 100 * 1000:.0f} ms per model)")
+    print(f"  1,000 models:     {thousand:.2f} s ({ok1000}/1000 completed, {thousand:.0f} ms per model)")
 
 
 if __name__ == "__main__":
