@@ -164,11 +164,12 @@ COUNTED_METRICS = (
 
 def metric_counts(metrics: pd.DataFrame) -> pd.DataFrame:
     """The part of :func:`endpoint_metrics` that does not depend on timing: how many datapoints
-    each metric got, and the sum of the count metrics (the sum of a time is a time)."""
+    each metric got, the sum of the count metrics (the sum of a time is a time), and the most
+    models ``LoadedModelCount`` saw in memory (a gauge, sampled every interval)."""
     counted = metrics.loc[metrics.index.isin(COUNTED_METRICS)]
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
-            "datapoints": counted["samples"],
+            "datapoints": [str(int(n)) for n in counted["samples"]],
             "sum": [
                 f"{total:,.0f}" if unit != "µs" else "(a time)"
                 for unit, total in zip(counted["unit"], counted["sum"], strict=True)
@@ -177,6 +178,13 @@ def metric_counts(metrics: pd.DataFrame) -> pd.DataFrame:
         },
         index=counted.index,
     )
+    if "LoadedModelCount" in metrics.index:
+        frame.loc["LoadedModelCount"] = [
+            "(a gauge)",
+            f"at most {metrics.loc['LoadedModelCount', 'maximum']:,.0f}",
+            ENDPOINT_METRICS["LoadedModelCount"][2],
+        ]
+    return frame
 
 
 def wait_for_metrics(

@@ -10,7 +10,7 @@ from test_endpoint import invoke, make_endpoint, put_model
 
 from mme_helpers import eviction
 from mme_helpers.endpoint import loaded_models
-from mme_helpers.invoke import RequestCounter, metric_series, wait_for_metrics
+from mme_helpers.invoke import RequestCounter, metric_counts, metric_series, wait_for_metrics
 from mme_helpers.local.runtime.artifacts import RESIDENT_FACTOR
 
 
@@ -81,6 +81,8 @@ def test_the_endpoint_evicts_exactly_as_lru_under_a_skewed_stream(ctx, clients):
     assert metrics.loc["ModelCacheHit", "sum"] == hits and metrics.loc["ModelCacheHit", "samples"] == len(simulated)
     assert metrics.loc["ModelUnloadingTime", "samples"] == check["lru: evictions"].sum()
     assert metrics.loc["ModelLoadingTime", "samples"] == len(simulated) - hits
+    counts = metric_counts(metrics)
+    assert counts.loc["ModelCacheHit", "sum"] == f"{hits:,}" and counts.loc["LoadedModelCount", "sum"] == "at most 4"
     series = metric_series(clients.cloudwatch, name, ["LoadedModelCount", "ModelUnloadingTime"], 1, started)
     assert series["LoadedModelCount"].max() == capacity
     assert series["ModelUnloadingTime"].sum() == check["lru: evictions"].sum()
