@@ -8,6 +8,7 @@ service (S3, STS, IAM, CloudWatch, CloudWatch Logs, ...) goes to moto's server, 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import signal
 import socket
@@ -65,6 +66,7 @@ class LocalAWS:
         self.hosting = Hosting(self.clients, home, info.region, self.metrics, lambda: self.loop)
         self.store = StateStore(home)
         self.s3_mirror = S3Mirror(self.store)
+        self.state_writer = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="state")
         self.backend = SageMakerBackend(info.region, training=self.training, hosting=self.hosting, store=self.store)
         self.training.backend = self.backend
         self.control_plane = SageMakerResponses(self.backend)
@@ -110,7 +112,7 @@ class LocalAWS:
 
         await self.moto(scope, receive, hold)
         if held and held[0].get("status", 500) < 300:
-            await asyncio.get_running_loop().run_in_executor(self.hosting.executor, self.s3_mirror.apply, change)
+            await asyncio.get_running_loop().run_in_executor(self.state_writer, self.s3_mirror.apply, change)
         for message in held:
             await send(message)
 
