@@ -103,8 +103,9 @@ def test_everything_survives_stop_and_start(home):
     wait_until(lambda: status_of(c, "done-job")["TrainingJobStatus"] == "Completed")
 
     lifecycle.stop(home)
+    first_key = info.access_key_id
     info, started = lifecycle.start(home)
-    assert started
+    assert started and info.access_key_id == first_key  # clients made before the restart keep working
     c = clients(info)
     head = c["s3"].head_object(Bucket=bucket, Key="odd key/ü +x.txt")
     assert head["ContentType"] == "text/plain" and head["Metadata"] == {"owner": "me"}
@@ -150,7 +151,9 @@ def test_reset_forgets_everything(home):
         [sys.executable, "-m", "mme_helpers.local", "--home", str(home), "reset"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and "forgot its state" in result.stdout
+    old_key = info.access_key_id
     info, _ = lifecycle.start(home)
+    assert info.access_key_id != old_key  # a reset issues new credentials
     c = clients(info)
     assert "Contents" not in c["s3"].list_objects_v2(Bucket=bucket)  # the default bucket is there again, empty
     assert c["sagemaker"].list_training_jobs()["TrainingJobSummaries"] == []

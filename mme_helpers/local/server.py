@@ -246,7 +246,7 @@ def serve(home: Path, port: int, region: str, training_workers: int | None = Non
         print(f"cannot listen on {HOST}:{port}: {exc.strerror}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     sock.listen(1024)
-    key, secret = new_credentials()
+    key, secret = StateStore(home).credentials(new_credentials)
     info = ServiceInfo(
         pid=os.getpid(),
         port=sock.getsockname()[1],

@@ -103,6 +103,25 @@ class StateStore:
     def object_keys(self, bucket: str) -> set[str]:
         return {key for key, _, _ in self.objects(bucket)}
 
+    # the service's credentials ----------------------------------------------------------------------
+
+    def credentials(self, generate) -> tuple[str, str]:
+        """The access key pair this state answers to: made once by ``generate()`` and kept, so that
+        kernels and scripts holding it keep working across restarts (``reset`` makes a new one)."""
+        path = self.root / "credentials.json"
+        try:
+            stored = json.loads(path.read_text())
+            return stored["access_key_id"], stored["secret_access_key"]
+        except (OSError, ValueError, KeyError):
+            pass
+        key, secret = generate()
+        self.root.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(".credentials.tmp")
+        temporary.write_text(json.dumps({"access_key_id": key, "secret_access_key": secret}))
+        temporary.chmod(0o600)
+        os.replace(temporary, path)
+        return key, secret
+
     # everything ----------------------------------------------------------------------------------------
 
     def reset(self) -> None:
