@@ -46,8 +46,13 @@ ASSUME_ROLE_POLICY = (
 def moto_application():
     """moto's own server app (the one ``moto_server`` runs), as ASGI."""
     from a2wsgi import WSGIMiddleware
+    from moto import backends
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    # moto's dispatcher lists its own package folder (a few hundred isdir calls) on every request,
+    # under its routing lock; the list never changes while the service runs
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
     return WSGIMiddleware(DomainDispatcherApplication(create_backend_app), workers=8)
 
 

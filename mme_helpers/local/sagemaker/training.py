@@ -83,6 +83,7 @@ class TrainingRunner:
             backend.record_transition(job, "Uploading", "Uploading generated training model")
             artifact_uri = self._upload(request["OutputDataConfig"]["S3OutputPath"], job.name, result.artifact)
             log.write(f"Model written to {artifact_uri} ({len(result.artifact):,} bytes)")
+            log.flush()  # every line is readable once the job shows Completed
             now = time.time()
             metrics = [{"MetricName": name, "Value": value, "Timestamp": now} for name, value in result.metrics.items()]
             backend.finish_training_job(
@@ -90,13 +91,16 @@ class TrainingRunner:
             )
         except JobStopped as stop:
             log.write(stop.message)
+            log.flush()
             backend.finish_training_job(job, "Stopped", stop.message)
             job.secondary_status = stop.secondary_status
         except AlgorithmError as error:
             log.write(error.reason)
+            log.flush()
             backend.finish_training_job(job, "Failed", "Training job failed. " + error.reason, failure_reason=error.reason)
         except Exception as exc:  # a bug of ours: fail the job, say so, keep the service up
             log.write(traceback.format_exc())
+            log.flush()
             reason = f"InternalServerError: local training failed unexpectedly: {exc!r}"
             backend.finish_training_job(job, "Failed", reason, failure_reason=reason)
         finally:
@@ -191,22 +195,29 @@ def _train_in_child(sender, channels, content_types, hyperparameters) -> None:
 
 
 class JobLog:
-    """The job's log stream in CloudWatch Logs, where ``fit(wait=True)`` and ``logs()`` read it."""
+    """The job's log stream in CloudWatch Logs, where ``fit(wait=True)`` and ``logs()`` read it.
+
+    Lines are sent at most once a second while the job runs (a reader polls every few seconds) and
+    all of them before the job ends: a few calls a job, not one a line."""
+
+    FLUSH_INTERVAL_S = 1.0
+    groups_made: set[int] = set()  # the logs clients (by id) that have made the log group
 
     def __init__(self, clients, job_name: str):
         self.clients = clients
         self.stream = f"{job_name}/algo-1-{int(time.time())}"
         self.pending: list[dict[str, Any]] = []
         self.created = False
+        self.flushed_at = 0.0
 
     def write(self, message: str) -> None:
-        self.pending.append({"timestamp": int(time.time() * 1000), "message": message})
-        self.flush()
+        self.write_many([message])
 
     def write_many(self, lines: list[str]) -> None:
         stamp = int(time.time() * 1000)
         self.pending.extend({"timestamp": stamp, "message": line} for line in lines)
-        self.flush()
+        if time.monotonic() - self.flushed_at >= self.FLUSH_INTERVAL_S:
+            self.flush()
 
     def flush(self) -> None:
         if not self.pending:
@@ -214,13 +225,16 @@ class JobLog:
         logs = self.clients.logs
         try:
             if not self.created:
-                try:
-                    logs.create_log_group(logGroupName=LOG_GROUP)
-                except logs.exceptions.ResourceAlreadyExistsException:
-                    pass
+                if id(logs) not in JobLog.groups_made:
+                    try:
+                        logs.create_log_group(logGroupName=LOG_GROUP)
+                    except logs.exceptions.ResourceAlreadyExistsException:
+                        pass
+                    JobLog.groups_made.add(id(logs))
                 logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=self.stream)
                 self.created = True
             logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=self.stream, logEvents=self.pending)
             self.pending = []
+            self.flushed_at = time.monotonic()
         except Exception:  # logs are best effort: never fail a job because of them
             traceback.print_exc()
