@@ -378,18 +378,23 @@ def test_endpoint_lifecycle_and_errors(ctx, clients):
     sm.delete_model(ModelName=name)
 
 
-def test_endpoint_fails_with_a_reason(ctx, clients):
-    sm = clients.sagemaker
-    name = unique("bad")
-    sm.create_model(
+def not_xgboost_model(ctx, clients, name, prefix):
+    """A model local mode cannot serve: provisioning it fails with a reason."""
+    clients.sagemaker.create_model(
         ModelName=name,
         ExecutionRoleArn=ctx.role,
         PrimaryContainer={
-            "Image": "123.dkr.ecr.us-west-2.amazonaws.com/my-own-image:1",
+            "Image": "123456789012.dkr.ecr.us-west-2.amazonaws.com/not-xgboost:1",
             "Mode": "MultiModel",
-            "ModelDataUrl": f"s3://{ctx.bucket}/x/",
+            "ModelDataUrl": f"s3://{ctx.bucket}/{prefix}",
         },
     )
+
+
+def test_endpoint_fails_with_a_reason(ctx, clients):
+    sm = clients.sagemaker
+    name = unique("bad")
+    not_xgboost_model(ctx, clients, name, "x/")
     sm.create_endpoint_config(
         EndpointConfigName=name,
         ProductionVariants=[

@@ -8,7 +8,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 from conftest import train_booster, unique, wait_until
-from test_endpoint import invoke, make_endpoint, put_model
+from test_endpoint import invoke, make_endpoint, not_xgboost_model, put_model
 
 from mme_helpers.endpoint import loaded_models
 from mme_helpers.local.runtime.artifacts import RESIDENT_FACTOR
@@ -28,19 +28,6 @@ def new_config(ctx, clients, model_name, instance_type="ml.m5.large", count=1):
         ],
     )
     return name
-
-
-def not_xgboost_model(ctx, clients, name, prefix):
-    """A model local mode cannot serve: provisioning it fails with a reason."""
-    clients.sagemaker.create_model(
-        ModelName=name,
-        ExecutionRoleArn=ctx.role,
-        PrimaryContainer={
-            "Image": "123456789012.dkr.ecr.us-west-2.amazonaws.com/not-xgboost:1",
-            "Mode": "MultiModel",
-            "ModelDataUrl": f"s3://{ctx.bucket}/{prefix}",
-        },
-    )
 
 
 def test_update_endpoint_moves_to_the_new_configuration_with_cold_caches(ctx, clients):

@@ -20,22 +20,15 @@ def signed_headers(
     body: bytes = b"",
     headers: dict[str, str] | None = None,
     service: str = "sagemaker",
-    when=None,
 ) -> dict[str, str]:
-    """The headers of a request signed as botocore signs it (``when``: the datetime to sign at)."""
-    from unittest import mock
-
+    """The headers of a request signed as botocore signs it."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
     request = AWSRequest(method=method, url=url, data=body, headers=dict(headers or {}))
     auth = SigV4Auth(Credentials(access_key_id, secret_access_key), service, region)
-    if when is None:
-        auth.add_auth(request)
-    else:
-        with mock.patch("botocore.auth.get_current_datetime", return_value=when):
-            auth.add_auth(request)
+    auth.add_auth(request)
     return dict(request.headers.items())
 
 
