@@ -23,7 +23,14 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name mme-xgboost --display-name "Python (mme-xgboost)" >/dev/null
 	@touch $@
 
-venv: $(VENV)/.installed
+# The SageMaker XGBoost container's own XGBoost (1.7.4), apart, to check that artifacts load in it.
+CONTAINER_VENV := .venv-container
+$(CONTAINER_VENV)/.installed: requirements-container.lock
+	@test -x $(CONTAINER_VENV)/bin/python || $(PYTHON) -m venv $(CONTAINER_VENV)
+	$(CONTAINER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-container.lock
+	@touch $@
+
+venv: $(VENV)/.installed $(CONTAINER_VENV)/.installed
 
 run: venv
 	$(PY) -m mme_helpers.suite --mode $(MODE) --run-name $(RUN_NAME) $(if $(ROLE),--role $(ROLE)) $(PARAMS)
@@ -56,6 +63,7 @@ benchmark: venv
 	$(PY) benchmarks/bench_endpoint.py
 	$(PY) benchmarks/bench_soak.py
 	$(PY) benchmarks/bench_scale.py
+	$(PY) benchmarks/bench_worker_memory.py
 
 lab: venv
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -16,13 +16,17 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from .local.runtime.artifacts import RESIDENT_FACTOR
-from .local.runtime.instance_types import GIB, MEMORY_GIB
+from .local.runtime.instance_types import (
+    GIB,
+    MEMORY_GIB,
+    MODEL_MEMORY_SHARE,
+    MODEL_SERVER_WORKER_BYTES,
+    model_memory_budget,
+)
 
 # On AWS every loaded model runs in a worker process of the model server (Multi Model Server):
-# its Python interpreter and XGBoost weigh far more than a small model file. About 44 MB per loaded
-# model, as an earlier session measured MMS 1.1.2 by hand on this kind of machine (README,
-# Benchmarks: an indication, not reproduced by a script here).
-MMS_WORKER_BYTES = 44 * 10**6
+# its Python interpreter and XGBoost weigh far more than a small model file (instance_types).
+MMS_WORKER_BYTES = MODEL_SERVER_WORKER_BYTES
 
 
 def capacity_in_models(memory_bytes: float, model_bytes: float) -> int:
@@ -35,7 +39,7 @@ def capacity_in_models(memory_bytes: float, model_bytes: float) -> int:
 def seed_models_per_instance(instance_type: str, model_bytes: float) -> pd.DataFrame:
     """How many models fit on one instance, counted by file size and counted as AWS pays for them
     (``model_bytes``: the model file, unpacked)."""
-    memory = MEMORY_GIB[instance_type] * GIB
+    memory = model_memory_budget(instance_type)
     loaded = model_bytes * RESIDENT_FACTOR
     return pd.DataFrame(
         [
@@ -149,9 +153,37 @@ def model_memory(loaded_attrs: dict, instance_type: str, model_bytes: float) -> 
             "MB per loaded model": round(loaded / 1e6, 3),
             "capacity (models)": capacity_in_models(budget, loaded),
         }
-    memory = MEMORY_GIB[instance_type] * GIB
+    memory = model_memory_budget(instance_type)
+    share = f"{MODEL_MEMORY_SHARE:.0%} of {MEMORY_GIB[instance_type]} GiB"
     return {
-        "memory for models": f"{memory / GIB:,.0f} GiB ({instance_type}, AWS)",
+        "memory for models": f"{memory / GIB:,.1f} GiB ({instance_type}: {share})",
         "MB per loaded model": round((loaded + MMS_WORKER_BYTES) / 1e6, 3),
         "capacity (models)": capacity_in_models(memory, loaded + MMS_WORKER_BYTES),
     }
+
+
+def capacity_by_instance_type(instance_types: Sequence[str], model_sizes: Sequence[int]) -> pd.DataFrame:
+    """How many models of these sizes (model files) each instance type holds, counted as AWS pays
+    for them: the instance's memory for models over the loaded model plus its model-server worker.
+    ``exact`` says that the largest and the smallest models give the same count, so that an LRU
+    simulation counted in models is exact for this fleet."""
+    rows = []
+    for instance_type in instance_types:
+        memory = model_memory_budget(instance_type)
+        per_model = [size * RESIDENT_FACTOR + MODEL_SERVER_WORKER_BYTES for size in (max(model_sizes), min(model_sizes))]
+        largest, smallest = (capacity_in_models(memory, charge) for charge in per_model)
+        rows.append(
+            {
+                "instance type": instance_type,
+                "memory (GiB)": MEMORY_GIB[instance_type],
+                "for models (GiB)": round(memory / GIB, 1),
+                "MB per loaded model": round(per_model[0] / 1e6, 1),
+                "capacity (models)": largest,
+                "exact": largest == smallest,
+            }
+        )
+    return pd.DataFrame(rows).set_index("instance type")
+
+
+def hit_ratio(simulated: pd.DataFrame) -> float:
+    return float((simulated["lru says"] == "hit").mean())

@@ -12,6 +12,7 @@ from mme_helpers import eviction
 from mme_helpers.endpoint import loaded_models
 from mme_helpers.invoke import RequestCounter, metric_counts, metric_series, wait_for_metrics
 from mme_helpers.local.runtime.artifacts import RESIDENT_FACTOR
+from mme_helpers.local.runtime.instance_types import MODEL_SERVER_WORKER_BYTES, model_memory_budget
 
 
 def test_lru_simulation_evicts_the_least_recently_used():
@@ -40,10 +41,36 @@ def test_capacity_needs_a_positive_size_and_room_for_one():
 def test_models_that_fit_on_an_instance():
     table = eviction.seed_models_per_instance("ml.m5.xlarge", 84_000)
     by_file, with_worker = table["models that fit"].tolist()
-    assert by_file == 16 * 2**30 // 84_000 and 300 < with_worker < 400
+    budget = model_memory_budget("ml.m5.xlarge")  # 80 % of 16 GiB: the rest is the OS's and the server's
+    assert by_file == budget // 84_000
+    assert with_worker == budget // (84_000 * RESIDENT_FACTOR + MODEL_SERVER_WORKER_BYTES) and 150 < with_worker < 300
     aws = eviction.model_memory({}, "ml.m5.xlarge", 84_000)  # AWS reports no budget
     local = eviction.model_memory({"memory_budget_bytes": 10 * int(84_000 * RESIDENT_FACTOR)}, "ml.m5.xlarge", 84_000)
     assert aws["capacity (models)"] == with_worker and local["capacity (models)"] == 10
+
+
+def test_an_instance_type_budget_charges_each_loaded_model_its_model_server_worker(ctx, clients):
+    """Without an explicit budget an endpoint holds what AWS would: the instance's memory for models
+    divided by model plus worker; MME_LOCAL_WORKER_MB sets the worker's share."""
+    booster = train_booster()
+    name, prefix = make_endpoint(ctx, clients, instance="ml.m5.large")
+    put_model(ctx, clients, prefix, "m.tar.gz", booster)
+    invoke(clients, name, "0.5,0.5,0.5,0.5,0.5,0.5")
+    loaded = loaded_models(name)
+    assert loaded.attrs["memory_budget_bytes"] == model_memory_budget("ml.m5.large")
+    assert loaded.attrs["worker_bytes"] == MODEL_SERVER_WORKER_BYTES
+    assert (
+        loaded.loc["m.tar.gz", "memory_bytes"]
+        == int(loaded.loc["m.tar.gz", "size_bytes"] * RESIDENT_FACTOR) + MODEL_SERVER_WORKER_BYTES
+    )
+
+    # a 10 MB budget with 3 MB workers holds 3 small models: the fourth evicts the first
+    name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_MEMORY_BUDGET_MB": "10", "MME_LOCAL_WORKER_MB": "3"})
+    for i in range(4):
+        put_model(ctx, clients, prefix, f"m{i}.tar.gz", booster)
+        invoke(clients, name, "0.5,0.5,0.5,0.5,0.5,0.5", target=f"m{i}.tar.gz")
+    loaded = loaded_models(name)
+    assert loaded["evictions"].to_dict() == {"m0.tar.gz": 1, "m1.tar.gz": 0, "m2.tar.gz": 0, "m3.tar.gz": 0}
 
 
 def test_the_endpoint_evicts_exactly_as_lru_under_a_skewed_stream(ctx, clients):

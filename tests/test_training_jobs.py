@@ -213,6 +213,12 @@ def test_stop_training_job(ctx, clients, image, channels):
     )
     assert job["TrainingJobStatus"] == "Stopped"
 
+    # the stopped job's worker process was ended; every worker slot still trains the next jobs
+    following = [estimator(ctx, image) for _ in range(3)]
+    for est in following:
+        est.fit(inputs_for(channels), wait=False)
+    assert [finished(est)["TrainingJobStatus"] for est in following] == ["Completed"] * 3
+
 
 def test_control_plane_errors_are_aws_shaped(ctx, clients, image, channels):
     sm = clients.sagemaker

@@ -3,7 +3,9 @@ completed or deleted), the change is written to the state store before the calle
 at start, the stored buckets and objects are put back into moto.
 
 This is the one module that knows moto's S3 objects (``s3_backends``); everything else talks S3
-over the wire. Object data and user metadata are kept; ACLs, tags, versions and lifecycle rules
+over the wire, except training jobs' reads of their channels (``read_prefix``): a read changes
+nothing to persist, and a thousand jobs' reads through HTTP to this same process cost more than
+the training itself. Object data and user metadata are kept; ACLs, tags, versions and lifecycle rules
 are not.
 """
 
@@ -64,9 +66,7 @@ class S3Mirror:
         self.account_id = account_id
 
     def _backend(self):
-        from moto.s3.models import s3_backends
-
-        return s3_backends[self.account_id]["aws"]
+        return _backend(self.account_id)
 
     def apply(self, change: S3Change) -> None:
         """Write a change moto has made to the store (runs in a worker thread)."""
@@ -109,3 +109,35 @@ class S3Mirror:
                 fake_key.set_metadata(metadata)
                 restored += 1
         return restored
+
+
+class NoSuchBucket(LookupError):
+    pass
+
+
+def _backend(account_id: str = ACCOUNT_ID):
+    from moto.s3.models import s3_backends
+
+    return s3_backends[account_id]["aws"]
+
+
+def read_prefix(bucket_name: str, prefix: str, account_id: str = ACCOUNT_ID) -> list[tuple[str, bytes]]:
+    """Every object under ``prefix`` (folder markers skipped), in key order, as moto holds it now:
+    what ListObjectsV2 and GetObject would return, without the round trips."""
+    bucket = _backend(account_id).buckets.get(bucket_name)
+    if bucket is None:
+        raise NoSuchBucket(bucket_name)
+    for _ in range(5):  # the request threads may add a key while we list them
+        try:
+            keys = sorted(key for key in list(bucket.keys.keys()) if key.startswith(prefix) and not key.endswith("/"))
+            break
+        except RuntimeError:
+            continue
+    else:
+        keys = sorted(key for key in bucket.keys.copy() if key.startswith(prefix) and not key.endswith("/"))
+    found = []
+    for key in keys:
+        stored = bucket.keys.get(key)
+        if stored is not None:  # deleted meanwhile
+            found.append((key, stored.value))
+    return found

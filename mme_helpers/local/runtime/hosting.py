@@ -14,11 +14,12 @@ from typing import Any
 from ...s3uri import split_s3_uri
 from ..sagemaker.training import XGBOOST_IMAGE
 from .artifacts import ArtifactError, LoadedModel, extract, load_models
-from .instance_types import DEFAULT_DISK_BYTES, model_memory_budget
+from .instance_types import DEFAULT_DISK_BYTES, MODEL_SERVER_WORKER_BYTES, model_memory_budget
 from .registry import ModelNotFound, ModelRegistry, RegistryConfig
 
 MEMORY_OVERRIDE = "MME_LOCAL_MEMORY_BUDGET_MB"
 DISK_OVERRIDE = "MME_LOCAL_DISK_BUDGET_MB"
+WORKER_OVERRIDE = "MME_LOCAL_WORKER_MB"
 WAIT_OVERRIDE = "MME_LOCAL_MODEL_WAIT_SECONDS"  # how long a request waits for a loading model (AWS: 60 s)
 MB = 1 << 20
 
@@ -69,6 +70,7 @@ class EndpointRuntime:
             "instances": len(states),
             "memory_budget_bytes": states[0]["memory_budget_bytes"],
             "disk_budget_bytes": states[0]["disk_budget_bytes"],
+            "worker_bytes": states[0]["worker_bytes"],
             "memory_used_bytes": sum(state["memory_used_bytes"] for state in states),
             "disk_used_bytes": sum(state["disk_used_bytes"] for state in states),
             "loaded_models": [target for state in states for target in state["loaded_models"]],
@@ -113,6 +115,10 @@ class Hosting:
             else model_memory_budget(variant.get("InstanceType", ""))
         )
         disk = int(float(environment[DISK_OVERRIDE]) * MB) if DISK_OVERRIDE in environment else DEFAULT_DISK_BYTES
+        # An instance type's memory is shared with a model-server worker per loaded model, as on AWS;
+        # an explicit budget is for the models alone (what this process really holds).
+        worker_default = 0 if MEMORY_OVERRIDE in environment else MODEL_SERVER_WORKER_BYTES / MB
+        worker = int(float(environment.get(WORKER_OVERRIDE, worker_default)) * MB)
         multi_model = container.get("Mode", "SingleModel") == "MultiModel"
         cache_dir = self.home / "endpoints" / f"{endpoint.name}-{uuid.uuid4().hex[:8]}"
         runtime = EndpointRuntime(
@@ -139,6 +145,7 @@ class Hosting:
                             disk_budget=disk,
                             cache_enabled=cache_enabled,
                             load_wait_limit=float(environment.get(WAIT_OVERRIDE, 60)),
+                            worker_bytes=worker,
                         ),
                         executor=self.executor,
                         record_metric=record_metric,

@@ -62,6 +62,10 @@ MEMORY_GIB = {
     "ml.g5.xlarge": 16,
     "ml.g5.2xlarge": 32,
 }
+# What one loaded model's model-server worker takes on AWS: the XGBoost container runs each loaded
+# model in its own Python worker process with the container's XGBoost (1.7.4) imported. Measured by
+# benchmarks/bench_worker_memory.py (RSS of such a process with one seed model loaded).
+MODEL_SERVER_WORKER_BYTES = 68 * 10**6
 # What the container may use for models: the rest goes to the OS, the model server and requests.
 MODEL_MEMORY_SHARE = 0.8
 DEFAULT_DISK_BYTES = 30 * GIB  # the default ML storage volume of a hosting instance

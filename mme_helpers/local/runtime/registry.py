@@ -108,6 +108,9 @@ class RegistryConfig:
     cache_enabled: bool = True
     load_wait_limit: float = 60.0
     max_artifact_bytes: int = 1 << 30
+    # Charged for each loaded model on top of the model itself: on AWS every loaded model has its own
+    # model-server worker process, which takes far more memory than a small model (instance_types).
+    worker_bytes: int = 0
 
 
 class ModelRegistry:
@@ -193,13 +196,14 @@ class ModelRegistry:
             model, times = await loop.run_in_executor(self.executor, self._fetch_and_load, target)
             if self.closed:
                 raise ModelLoadError("the endpoint is being deleted")
-            self._make_room(model.memory_bytes, target)
+            charge = model.memory_bytes + self.config.worker_bytes
+            self._make_room(charge, target)
             self.memory[target] = _Resident(model, in_use=load.waiters)  # pinned before they wake
             load.pinned = True
-            self.memory_used += model.memory_bytes
+            self.memory_used += charge
             stats.loads += 1
             stats.size_bytes = model.size_bytes
-            stats.memory_bytes = model.memory_bytes
+            stats.memory_bytes = charge
             stats.load_ms = times.load_s * 1000
             stats.state = "in memory"
             if not times.from_disk:
@@ -317,7 +321,7 @@ class ModelRegistry:
         resident = self.memory.pop(target, None)
         if resident is None:
             return False
-        self.memory_used -= resident.model.memory_bytes
+        self.memory_used -= resident.model.memory_bytes + self.config.worker_bytes
         stats = self.stats[target]
         stats.evictions += 1
         stats.state = "on disk" if target in self.disk else "evicted"
@@ -331,6 +335,7 @@ class ModelRegistry:
         return {
             "memory_budget_bytes": self.config.memory_budget,
             "memory_used_bytes": self.memory_used,
+            "worker_bytes": self.config.worker_bytes,
             "disk_budget_bytes": self.config.disk_budget,
             "disk_used_bytes": self.disk_used,
             "loaded_models": list(self.memory),

@@ -6,13 +6,14 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import queue
 import re
-import threading
 import time
 import traceback
 from typing import Any
 
 from ...s3uri import split_s3_uri
+from ..s3_mirror import NoSuchBucket, read_prefix
 from . import xgboost_algorithm
 from .models import SageMakerBackend, TrainingJob
 from .xgboost_algorithm import AlgorithmError
@@ -30,18 +31,37 @@ class JobStopped(Exception):
         self.message = message
 
 
-class TrainingRunner:
-    """A thread a job for the I/O, and a process a job for XGBoost itself, at most one per core.
+class _Worker:
+    """A process that trains one job after another (XGBoost imported once, no process start per
+    job); a job that must end early ends by terminating its worker, which is then replaced."""
 
-    Processes come from a fork server that has already imported XGBoost, so a job starts in
-    milliseconds and can be terminated when it is stopped or runs out of time.
+    def __init__(self, context):
+        self.connection, child_end = context.Pipe(duplex=True)
+        self.process = context.Process(target=_serve_jobs, args=(child_end,), name="training-worker", daemon=True)
+        self.process.start()
+        child_end.close()
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join(5)
+        self.connection.close()
+
+
+class TrainingRunner:
+    """A thread a job for the I/O, and a worker process for XGBoost itself, one per core.
+
+    Workers come from a fork server that has already imported XGBoost and stay for the next job, so
+    a job starts in microseconds; a job stopped or out of time is ended by terminating its worker.
     """
 
     def __init__(self, clients, workers: int | None = None):
         self.clients = clients
         self.backend: SageMakerBackend | None = None
         self.workers = workers or os.cpu_count() or 1
-        self.slots = threading.BoundedSemaphore(self.workers)
+        self.idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
+        for _ in range(self.workers):
+            self.idle.put(None)  # a worker is started on first use
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload(["mme_helpers.local.sagemaker.xgboost_algorithm", "xgboost", "pandas"])
         self.threads = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="training")
@@ -57,6 +77,13 @@ class TrainingRunner:
 
     def shutdown(self) -> None:
         self.threads.shutdown(wait=False, cancel_futures=True)
+        while True:
+            try:
+                worker = self.idle.get_nowait()
+            except queue.Empty:
+                return
+            if worker is not None:
+                worker.close()
 
     # one job -------------------------------------------------------------------------------------
 
@@ -113,37 +140,33 @@ class TrainingRunner:
     def _train(self, job: TrainingJob, channels, content_types) -> xgboost_algorithm.TrainingResult:
         """Train in a child process; stop it when the job is stopped or reaches its time limit."""
         limit = job.request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
-        with self.slots:
-            receiver, sender = self.context.Pipe(duplex=False)
-            process = self.context.Process(
-                target=_train_in_child,
-                args=(sender, channels, content_types, job.request.get("HyperParameters", {})),
-                name=f"train-{job.name}",
-            )
-            process.start()
-            sender.close()
+        worker = self.idle.get()
+        healthy = False
+        try:
+            if worker is None or not worker.process.is_alive():
+                worker = _Worker(self.context)
+            worker.connection.send((channels, content_types, job.request.get("HyperParameters", {})))
             deadline = time.monotonic() + limit if limit else None
-            try:
-                while not receiver.poll(0.05):
-                    if not process.is_alive() and not receiver.poll(0):
-                        raise AlgorithmError(
-                            f"the training process exited with code {process.exitcode} (out of memory?)", False
-                        )
-                    self._check_stop(job)
-                    if deadline and time.monotonic() > deadline:
-                        raise JobStopped("MaxRuntimeExceeded", f"Training job reached MaxRuntimeInSeconds ({limit} s)")
-                outcome = receiver.recv()
-            finally:
-                if process.is_alive():
-                    process.terminate()
-                process.join(5)
-                receiver.close()
+            while not worker.connection.poll(0.05):
+                if not worker.process.is_alive() and not worker.connection.poll(0):
+                    raise AlgorithmError(
+                        f"the training process exited with code {worker.process.exitcode} (out of memory?)", False
+                    )
+                self._check_stop(job)
+                if deadline and time.monotonic() > deadline:
+                    raise JobStopped("MaxRuntimeExceeded", f"Training job reached MaxRuntimeInSeconds ({limit} s)")
+            outcome = worker.connection.recv()
+            healthy = True
+        finally:
+            if not healthy and worker is not None:
+                worker.close()  # stopped, timed out or dead: the next job gets a new worker
+                worker = None
+            self.idle.put(worker)
         if isinstance(outcome, AlgorithmError):
             raise outcome
         return outcome
 
     def _read_channels(self, input_config: list[dict[str, Any]], log: JobLog):
-        s3 = self.clients.s3
         channels: dict[str, list[tuple[str, bytes]]] = {}
         content_types: dict[str, str | None] = {}
         for channel in input_config:
@@ -154,14 +177,9 @@ class TrainingRunner:
             if source.get("S3DataType", "S3Prefix") != "S3Prefix":
                 raise AlgorithmError(f"channel '{name}': S3DataType {source['S3DataType']} is not supported locally")
             bucket, prefix = split_s3_uri(source["S3Uri"])
-            files = []
             try:
-                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                    for item in page.get("Contents", []):
-                        if item["Key"].endswith("/"):
-                            continue
-                        files.append((item["Key"], s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()))
-            except s3.exceptions.NoSuchBucket as exc:
+                files = read_prefix(bucket, prefix)
+            except NoSuchBucket as exc:
                 raise AlgorithmError(f"channel '{name}': bucket '{bucket}' does not exist ({source['S3Uri']})") from exc
             if not files:
                 raise AlgorithmError(f"channel '{name}' has no data: no objects under {source['S3Uri']}")
@@ -182,16 +200,21 @@ class TrainingRunner:
         return f"s3://{bucket}/{key}"
 
 
-def _train_in_child(sender, channels, content_types, hyperparameters) -> None:
-    """The child process: train and send back the result, or the AlgorithmError that says why not."""
-    try:
-        outcome = xgboost_algorithm.train(channels, content_types, hyperparameters)
-    except AlgorithmError as error:
-        outcome = error
-    except Exception as exc:  # XGBoost or data failures we did not foresee: still the user's answer
-        outcome = AlgorithmError(f"{type(exc).__name__}: {exc}", client_error=False)
-    sender.send(outcome)
-    sender.close()
+def _serve_jobs(connection) -> None:
+    """A worker process: for each job received, train and send back the result, or the
+    AlgorithmError that says why not; until the service closes the connection."""
+    while True:
+        try:
+            channels, content_types, hyperparameters = connection.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            outcome = xgboost_algorithm.train(channels, content_types, hyperparameters)
+        except AlgorithmError as error:
+            outcome = error
+        except Exception as exc:  # XGBoost or data failures we did not foresee: still the user's answer
+            outcome = AlgorithmError(f"{type(exc).__name__}: {exc}", client_error=False)
+        connection.send(outcome)
 
 
 class JobLog:
@@ -208,7 +231,7 @@ class JobLog:
         self.stream = f"{job_name}/algo-1-{int(time.time())}"
         self.pending: list[dict[str, Any]] = []
         self.created = False
-        self.flushed_at = 0.0
+        self.flushed_at = time.monotonic()  # a job done within a second writes its log in one call
 
     def write(self, message: str) -> None:
         self.write_many([message])

@@ -1,5 +1,6 @@
 """The built-in XGBoost algorithm as a training job runs it: string hyperparameters, CSV or libsvm
-channels, ``xgboost.train``, and a ``model.tar.gz`` holding ``xgboost-model``.
+channels, ``xgboost.train``, and a ``model.tar.gz`` holding ``xgboost-model``, written so that the
+container's own XGBoost (1.7) predicts with it what this one does (``container_xgboost``).
 
 Everything here is pure (bytes in, bytes out) so that it runs in a worker process.
 """
@@ -13,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ...container_xgboost import portable_model
 
 MODEL_FILE = "xgboost-model"
 
@@ -312,7 +315,7 @@ def train(
         f"{name}:{metric}": float(values[final_index]) for name, per in history.items() for metric, values in per.items()
     }
     return TrainingResult(
-        artifact=pack_model(booster.save_raw("ubj")),
+        artifact=pack_model(portable_model(booster)),
         metrics=metrics,
         log_lines=lines,
         rounds=rounds,

@@ -1,0 +1,107 @@
+"""Models that the SageMaker XGBoost container's own XGBoost reads as they were trained.
+
+The container behind image version ``1.7-1`` runs XGBoost 1.7.4; this project trains with XGBoost
+3. XGBoost 3 writes a model's base score (its starting prediction, the mean price) as a one-element
+list, ``"[3.66E5]"``, which 1.7 does not parse: it loads the model without a word and predicts from
+its default base score of 0.5, every price off by the mean price. :func:`portable_model` writes the
+base score as 1.7 reads it, and :func:`check_artifacts` proves it: it loads artifacts with the
+container's XGBoost (in its own environment, ``.venv-container``, made by ``make venv``) and
+compares its predictions with this environment's.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+# image version -> the XGBoost its container runs (aws/sagemaker-xgboost-container, docker/<version>)
+CONTAINER_XGBOOST = {"1.7-1": "1.7.4"}
+ENVIRONMENT = ".venv-container"
+PROBE = Path(__file__).with_name("container_probe.py")
+MODEL_FILE = "xgboost-model"
+
+
+class ContainerEnvironmentMissing(FileNotFoundError):
+    """The environment with the container's XGBoost has not been made."""
+
+
+def portable_model(booster) -> bytes:
+    """The model as JSON that XGBoost 1.7 and 3.x both load to the same predictions."""
+    model = json.loads(bytes(booster.save_raw("json")))
+    params = model["learner"]["learner_model_param"]
+    scores = params["base_score"].strip("[]").split(",")
+    if len(scores) == 1:  # a multi-target model keeps its list; 1.7 cannot serve it either way
+        params["base_score"] = scores[0]
+    return json.dumps(model, separators=(",", ":")).encode()
+
+
+def model_file(artifact: bytes) -> bytes:
+    """``xgboost-model`` out of a ``model.tar.gz``."""
+    with tarfile.open(fileobj=io.BytesIO(artifact), mode="r:gz") as archive:
+        member = archive.extractfile(MODEL_FILE)
+        if member is None:
+            raise ValueError(f"the artifact has no {MODEL_FILE}")
+        return member.read()
+
+
+def container_python(root: Path | None = None) -> Path:
+    from .naming import project_path
+
+    python = (root or project_path(ENVIRONMENT)) / "bin" / "python"
+    if not python.exists():
+        raise ContainerEnvironmentMissing(
+            f"{python} does not exist: `make venv` makes the environment with the container's XGBoost "
+            f"({CONTAINER_XGBOOST['1.7-1']}, from requirements-container.lock)"
+        )
+    return python
+
+
+def predict_in_container(models: Mapping[str, bytes], rows: np.ndarray, python: Path | None = None) -> dict:
+    """Each model file's predictions for ``rows`` made by the container's XGBoost (or the error it
+    raised), and that XGBoost's version."""
+    python = python or container_python()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        names = {}
+        for number, (name, data) in enumerate(models.items()):
+            (folder / f"model-{number}").write_bytes(data)
+            names[f"model-{number}"] = name
+        np.save(folder / "rows.npy", np.asarray(rows, dtype=np.float32))
+        done = subprocess.run([str(python), str(PROBE), str(folder)], capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"the container's XGBoost could not be run: {done.stderr.strip()[-500:]}")
+        answer = json.loads(done.stdout)
+    answer["predictions"] = {names[file]: result for file, result in answer["predictions"].items()}
+    return answer
+
+
+def check_artifacts(artifacts: Mapping[str, bytes], rows: np.ndarray, python: Path | None = None):
+    """Load each ``model.tar.gz`` here and in the container's XGBoost; one row per artifact with
+    the largest difference between their predictions for ``rows``."""
+    import pandas as pd
+    import xgboost as xgb
+
+    files = {name: model_file(artifact) for name, artifact in artifacts.items()}
+    theirs = predict_in_container(files, rows, python)
+    table = []
+    for name, data in files.items():
+        booster = xgb.Booster(params={"nthread": 1})
+        booster.load_model(bytearray(data))
+        ours = booster.inplace_predict(np.asarray(rows, dtype=np.float32))
+        result = theirs["predictions"][name]
+        if isinstance(result, str):
+            table.append({"model": name, "loads": False, "largest difference": None, "error": result})
+            continue
+        difference = float(np.max(np.abs(np.asarray(result) - ours)))
+        table.append({"model": name, "loads": True, "largest difference": difference, "error": ""})
+    frame = pd.DataFrame(table).set_index("model")
+    frame.attrs["container_xgboost"] = theirs["xgboost"]
+    frame.attrs["our_xgboost"] = xgb.__version__
+    return frame
