@@ -3,6 +3,7 @@ that nothing is left. Safe to run twice, and after a run that stopped halfway.""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pandas as pd
@@ -37,15 +38,23 @@ def inventory(sagemaker_client, s3_client, bucket: str, names: RunNames, locatio
         ("endpoint", sagemaker_client.describe_endpoint, "EndpointName", names.endpoint),
         ("endpoint config", sagemaker_client.describe_endpoint_config, "EndpointConfigName", names.endpoint_config),
         ("model", sagemaker_client.describe_model, "ModelName", names.model),
+        ("endpoint", sagemaker_client.describe_endpoint, "EndpointName", names.fleet_endpoint),
+        ("model", sagemaker_client.describe_model, "ModelName", names.fleet_model),
     ):
         if _exists(describe, **{argument: name}):
             rows.append({"kind": kind, "name": name})
+    rows += [{"kind": "endpoint config", "name": name} for name in fleet_configs(sagemaker_client, names)]
     patterns = [names.job_pattern(location, version) for location in locations for version in versions]
+    fleet_jobs = re.compile("^" + re.escape(names.run) + r"-fleet-\d{10}-")
+    fleet_count = 0
     paginator = sagemaker_client.get_paginator("list_training_jobs")
     for page in paginator.paginate(NameContains=f"{names.run}-"):
         for job in page["TrainingJobSummaries"]:
             if any(p.match(job["TrainingJobName"]) for p in patterns):
                 rows.append({"kind": "training job", "name": job["TrainingJobName"]})
+            fleet_count += bool(fleet_jobs.match(job["TrainingJobName"]))
+    if fleet_count:
+        rows.append({"kind": "training jobs", "name": f"{fleet_count} of the fleet ({names.run}-fleet-<time>-<town>)"})
     count, size = 0, 0
     try:
         for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=names.s3_prefix + "/"):
@@ -58,7 +67,22 @@ def inventory(sagemaker_client, s3_client, bucket: str, names: RunNames, locatio
         rows.append(
             {"kind": "S3 objects", "name": f"s3://{bucket}/{names.s3_prefix}/ ({count} objects, {size / 1024:.0f} KB)"}
         )
-    return pd.DataFrame(rows, columns=["kind", "name"])
+    frame = pd.DataFrame(rows, columns=["kind", "name"])
+    frame.attrs["training_jobs"] = int((frame["kind"] == "training job").sum()) + fleet_count
+    return frame
+
+
+def fleet_configs(sagemaker_client, names: RunNames) -> list[str]:
+    """The fleet endpoint's configurations: the one ``deploy`` made and one per size tried."""
+    found = []
+    for page in sagemaker_client.get_paginator("list_endpoint_configs").paginate(NameContains=names.fleet_endpoint):
+        found += [
+            c["EndpointConfigName"]
+            for c in page["EndpointConfigs"]
+            if c["EndpointConfigName"] == names.fleet_endpoint
+            or c["EndpointConfigName"].startswith(names.fleet_endpoint + "-")
+        ]
+    return sorted(found)
 
 
 def delete_endpoint_resources(
@@ -102,6 +126,17 @@ def _wait_gone(sagemaker_client, endpoint_name: str, poll_seconds: float, max_mi
 def delete_run(sagemaker_client, s3_client, bucket: str, names: RunNames, poll_seconds: float = 1.0) -> pd.DataFrame:
     """Delete everything of the run that costs money or storage; return what was done."""
     actions = delete_endpoint_resources(sagemaker_client, names.endpoint, names.endpoint_config, names.model, poll_seconds)
+    configs = fleet_configs(sagemaker_client, names)
+    actions += delete_endpoint_resources(
+        sagemaker_client,
+        names.fleet_endpoint,
+        configs[0] if configs else names.fleet_endpoint,
+        names.fleet_model,
+        poll_seconds,
+    )
+    for config in configs[1:]:
+        sagemaker_client.delete_endpoint_config(EndpointConfigName=config)
+        actions.append(f"endpoint config {config}")
     deleted_objects = 0
     try:
         paginator = s3_client.get_paginator("list_objects_v2")
@@ -119,7 +154,8 @@ def delete_run(sagemaker_client, s3_client, bucket: str, names: RunNames, poll_s
 
 def leftovers(sagemaker_client, s3_client, bucket: str, names: RunNames) -> pd.DataFrame:
     """What is still there after the clean-up; training jobs are not looked for (they cannot be deleted)."""
-    return inventory(sagemaker_client, s3_client, bucket, names)
+    found = inventory(sagemaker_client, s3_client, bucket, names)
+    return found[~found["kind"].isin(["training job", "training jobs"])].reset_index(drop=True)
 
 
 def what_remains(names: RunNames, jobs_kept: int, data_root: str, mode: str) -> pd.DataFrame:
@@ -165,7 +201,7 @@ def what_remains(names: RunNames, jobs_kept: int, data_root: str, mode: str) -> 
                 "what": "the local service and its state (S3, jobs, logs, metrics)",
                 "where": "a process on 127.0.0.1 and the folder .mme_local/",
                 "cost": "a little memory while it runs",
-                "to remove": "python -m mme_helpers.local stop (forgets everything), or STOP_LOCAL_SERVICE = True",
+                "to remove": "python -m mme_helpers.local stop (its state stays for the next start; reset forgets it)",
             }
         )
     return pd.DataFrame(rows).set_index("what")

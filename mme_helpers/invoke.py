@@ -240,23 +240,54 @@ def metric_series(
     variant: str = "AllTraffic",
 ) -> pd.DataFrame:
     """Metrics over time since ``since``, one row per ``period`` seconds: the sample count of
-    event metrics (one sample per load, per eviction) and the maximum of ``LoadedModelCount``."""
+    event metrics (one sample per load, per eviction), the maximum of ``LoadedModelCount`` and
+    the hit ratio for ``ModelCacheHit``."""
     end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=period)
     columns = {}
     for name in names:
         points = _metric_points(cloudwatch_client, endpoint_name, name, variant, since, end, period)
         gauge = name == "LoadedModelCount"
-        statistic = "Maximum" if gauge else "SampleCount"
         # the bucket each datapoint falls in, counted in seconds from ``since``
-        values = pd.Series(
-            [p[statistic] for p in points],
-            index=[(p["Timestamp"] - since).total_seconds() // period * period for p in points],
-            dtype=float,
-        )
-        columns[name] = values.groupby(level=0).max() if gauge else values.groupby(level=0).sum()
+        buckets = [(p["Timestamp"] - since).total_seconds() // period * period for p in points]
+
+        def per_bucket(statistic: str, points=points, buckets=buckets) -> pd.Series:
+            return pd.Series([p[statistic] for p in points], index=buckets, dtype=float).groupby(level=0)
+
+        if gauge:
+            columns[name] = per_bucket("Maximum").max()
+        elif name == "ModelCacheHit":  # 0 or 1 a request: the share of hits in the bucket
+            columns[name] = per_bucket("Sum").sum() / per_bucket("SampleCount").sum()
+        else:
+            columns[name] = per_bucket("SampleCount").sum()
     frame = pd.DataFrame(columns).sort_index()
     frame.index.name = "seconds"
     return frame
+
+
+def wait_for_cache_hits(
+    cloudwatch_client,
+    endpoint_name: str,
+    since: dt.datetime,
+    requests_sent: int,
+    poll_seconds: float = 1.0,
+    timeout_seconds: float = 900,
+    variant: str = "AllTraffic",
+) -> tuple[int, int]:
+    """``ModelCacheHit`` since ``since``: (hits, requests), once CloudWatch has all of
+    ``requests_sent`` and two reads agree (AWS: minutes; local mode: about a second)."""
+    deadline = time.monotonic() + timeout_seconds
+    previous = None
+    while True:
+        end = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+        period = 60 * (int((end - since).total_seconds()) // 60 + 1)
+        points = _metric_points(cloudwatch_client, endpoint_name, "ModelCacheHit", variant, since, end, period)
+        seen = (int(sum(p["Sum"] for p in points)), int(sum(p["SampleCount"] for p in points)))
+        if seen[1] >= requests_sent and seen == previous:
+            return seen
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"CloudWatch shows {seen[1]} of {requests_sent} requests after {timeout_seconds:.0f} s")
+        previous = seen if seen[1] >= requests_sent else None
+        time.sleep(poll_seconds)
 
 
 def describe_error(call: Callable[[], object]) -> dict:

@@ -69,6 +69,22 @@ class RunNames:
     def endpoint_config(self) -> str:
         return self.endpoint  # MultiDataModel.deploy names the config after the endpoint
 
+    # the fleet of 06_scale_to_thousands: its own endpoint, one config per size tried -------------
+    @property
+    def fleet_prefix(self) -> str:
+        return f"{self.s3_prefix}/fleet_models/"
+
+    @property
+    def fleet_model(self) -> str:
+        return f"{self.run}-fleet"
+
+    @property
+    def fleet_endpoint(self) -> str:
+        return f"{self.run}-fleet"
+
+    def fleet_config(self, instance_type: str, instance_count: int = 1) -> str:
+        return f"{self.fleet_endpoint}-{slug(instance_type.removeprefix('ml.'))}-x{instance_count}"
+
     # local files ------------------------------------------------------------------------------------
     def data_dir(self, root: Path | str = "data") -> Path:
         return Path(root) / self.run

@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-CLEANUP = "06_cleanup.ipynb"
+CLEANUP = "07_cleanup.ipynb"
 PREDICTIONS = "04_invoke_models.ipynb"
 
 

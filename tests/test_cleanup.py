@@ -86,6 +86,35 @@ def test_cleanup_after_a_run_that_stopped_after_training(ctx, clients):
     assert leftovers(clients.sagemaker, clients.s3, ctx.bucket, names).empty
 
 
+def test_cleanup_deletes_the_fleet_endpoint_with_every_configuration_it_had(ctx, clients):
+    """06 deploys its own endpoint and moves it through one configuration per size tried."""
+    names = RunNames(unique("fleet").replace("-", "")[:12])
+    clients.s3.put_object(Bucket=ctx.bucket, Key=names.fleet_prefix + "Town0000.tar.gz", Body=model_tar(train_booster()))
+    container = {"Image": IMAGE, "Mode": "MultiModel", "ModelDataUrl": names.s3_uri(ctx.bucket, names.fleet_prefix)}
+    clients.sagemaker.create_model(ModelName=names.fleet_model, PrimaryContainer=container, ExecutionRoleArn=ctx.role)
+    configs = [names.fleet_endpoint, names.fleet_config("ml.m5.xlarge"), names.fleet_config("ml.m5.large", 2)]
+    for config, count in zip(configs, (1, 1, 2), strict=True):
+        variant = {
+            "VariantName": "AllTraffic",
+            "ModelName": names.fleet_model,
+            "InitialInstanceCount": count,
+            "InstanceType": "ml.m5.large",
+        }
+        clients.sagemaker.create_endpoint_config(EndpointConfigName=config, ProductionVariants=[variant])
+    clients.sagemaker.create_endpoint(EndpointName=names.fleet_endpoint, EndpointConfigName=configs[0])
+    wait_for_endpoint(clients.sagemaker, names.fleet_endpoint, 0.1)
+    clients.sagemaker.update_endpoint(EndpointName=names.fleet_endpoint, EndpointConfigName=configs[1])
+    wait_for_endpoint(clients.sagemaker, names.fleet_endpoint, 0.1)
+
+    found = inventory(clients.sagemaker, clients.s3, ctx.bucket, names)
+    assert sorted(found.loc[found["kind"] == "endpoint config", "name"]) == sorted(configs)
+    assert kinds(found) == ["S3 objects", "endpoint", "endpoint config", "endpoint config", "endpoint config", "model"]
+    done = delete_run(clients.sagemaker, clients.s3, ctx.bucket, names, 0.05)
+    assert len(done) == 6
+    assert leftovers(clients.sagemaker, clients.s3, ctx.bucket, names).empty
+    assert delete_run(clients.sagemaker, clients.s3, ctx.bucket, names, 0.05).empty
+
+
 def test_cleanup_when_nothing_was_made(ctx, clients):
     names = RunNames("never-ran")
     assert inventory(clients.sagemaker, clients.s3, ctx.bucket, names, ["X"]).empty
