@@ -1,7 +1,8 @@
 """boto3 clients with which the service talks to its own S3, CloudWatch and CloudWatch Logs.
 
-Going through the wire protocol (rather than into moto's objects) keeps the service's own reads
-and writes exactly what a user's would be.
+Going through the wire protocol (rather than into moto's objects) keeps the service's own writes
+exactly what a user's would be, persisted like them. One exception: training jobs read their
+channels straight from moto (``s3_mirror.read_prefix``).
 """
 
 from __future__ import annotations
