@@ -24,10 +24,6 @@ from .local.runtime.instance_types import (
     model_memory_budget,
 )
 
-# On AWS every loaded model runs in a worker process of the model server (Multi Model Server):
-# its Python interpreter and XGBoost weigh far more than a small model file (instance_types).
-MMS_WORKER_BYTES = MODEL_SERVER_WORKER_BYTES
-
 
 def capacity_in_models(memory_bytes: float, model_bytes: float) -> int:
     """How many models of ``model_bytes`` a memory of ``memory_bytes`` holds."""
@@ -50,8 +46,8 @@ def seed_models_per_instance(instance_type: str, model_bytes: float) -> pd.DataF
             },
             {
                 "counted as": "loaded model + its model-server worker (AWS's XGBoost container)",
-                "MB per model": round((loaded + MMS_WORKER_BYTES) / 1e6, 3),
-                "models that fit": capacity_in_models(memory, loaded + MMS_WORKER_BYTES),
+                "MB per model": round((loaded + MODEL_SERVER_WORKER_BYTES) / 1e6, 3),
+                "models that fit": capacity_in_models(memory, loaded + MODEL_SERVER_WORKER_BYTES),
             },
         ]
     ).set_index("counted as")
@@ -157,8 +153,8 @@ def model_memory(loaded_attrs: dict, instance_type: str, model_bytes: float) -> 
     share = f"{MODEL_MEMORY_SHARE:.0%} of {MEMORY_GIB[instance_type]} GiB"
     return {
         "memory for models": f"{memory / GIB:,.1f} GiB ({instance_type}: {share})",
-        "MB per loaded model": round((loaded + MMS_WORKER_BYTES) / 1e6, 3),
-        "capacity (models)": capacity_in_models(memory, loaded + MMS_WORKER_BYTES),
+        "MB per loaded model": round((loaded + MODEL_SERVER_WORKER_BYTES) / 1e6, 3),
+        "capacity (models)": capacity_in_models(memory, loaded + MODEL_SERVER_WORKER_BYTES),
     }
 
 
@@ -187,3 +183,18 @@ def capacity_by_instance_type(instance_types: Sequence[str], model_sizes: Sequen
 
 def hit_ratio(simulated: pd.DataFrame) -> float:
     return float((simulated["lru says"] == "hit").mean())
+
+
+def simulate_instances(requests: Sequence[str], capacity: int, instances: int) -> pd.DataFrame:
+    """An endpoint of several instances: each model routed to one instance as the local endpoint
+    routes it, one exact LRU cache of ``capacity`` per instance; rows in request order."""
+    from .local.runtime.hosting import instance_index
+
+    routed = [instance_index(target, instances) for target in requests]
+    parts = []
+    for number in range(instances):
+        positions = [i for i, k in enumerate(routed, 1) if k == number]
+        if positions:
+            part = simulate_lru([requests[i - 1] for i in positions], capacity)
+            parts.append(part.set_index(pd.Index(positions, name="request")).assign(instance=number))
+    return pd.concat(parts).sort_index()

@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 from conftest import train_booster, unique, wait_until
 from test_endpoint import invoke, make_endpoint, not_xgboost_model, put_model
 
+from mme_helpers import eviction
 from mme_helpers.endpoint import loaded_models
 from mme_helpers.local.runtime.artifacts import RESIDENT_FACTOR
 
@@ -98,6 +99,12 @@ def test_several_instances_have_one_cache_each_and_route_a_model_to_one(ctx, cli
     per_instance = state.groupby("instance").size()
     assert len(per_instance) > 1  # spread over the instances
     assert state[state["state"] == "in memory"].groupby("instance").size().max() <= 3  # each instance's own budget
+    # an LRU cache per instance, each fed its share of the stream, predicts every load and eviction
+    simulated = eviction.simulate_instances(targets * 2, capacity=3, instances=3)
+    assert (simulated.groupby("target_model")["instance"].first() == state["instance"]).all()
+    check = eviction.check_against_endpoint(simulated, state)
+    assert check["same"].all(), check[~check["same"]]
+    assert check["lru: evictions"].sum() > 0  # the stream overflows some instance
     # CloudWatch gets LoadedModelCount once per instance and flush: every past second holds a multiple of 3
     # (the newest flush is left out: CloudWatch may still be storing it)
     time.sleep(4)

@@ -127,14 +127,14 @@ def read_prefix(bucket_name: str, prefix: str, account_id: str = ACCOUNT_ID) -> 
     bucket = _backend(account_id).buckets.get(bucket_name)
     if bucket is None:
         raise NoSuchBucket(bucket_name)
-    for _ in range(5):  # the request threads may add a key while we list them
+    for attempt in range(5):
         try:
-            keys = sorted(key for key in list(bucket.keys.keys()) if key.startswith(prefix) and not key.endswith("/"))
+            names = list(bucket.keys.keys())
             break
-        except RuntimeError:
-            continue
-    else:
-        keys = sorted(key for key in bucket.keys.copy() if key.startswith(prefix) and not key.endswith("/"))
+        except RuntimeError:  # a request thread added a key while we listed them: list again
+            if attempt == 4:
+                raise
+    keys = sorted(key for key in names if key.startswith(prefix) and not key.endswith("/"))
     found = []
     for key in keys:
         stored = bucket.keys.get(key)

@@ -39,6 +39,12 @@ class S3Artifacts:
             raise ModelNotFound(self.bucket, key) from None
 
 
+def instance_index(target: str, instances: int) -> int:
+    """Which of an endpoint's instances serves ``target``: a stable hash of its name, so that a
+    model lives in one instance's cache (an LRU simulation of the endpoint routes the same way)."""
+    return zlib.crc32(target.encode()) % instances
+
+
 @dataclass
 class EndpointRuntime:
     """The serving side of one endpoint (one production variant). A multi-model endpoint has one
@@ -55,8 +61,7 @@ class EndpointRuntime:
     cache_dir: Path | None = None
 
     def instance_for(self, target: str) -> ModelRegistry:
-        """The instance that serves ``target`` (a stable hash of its name)."""
-        return self.instances[zlib.crc32(target.encode()) % len(self.instances)]
+        return self.instances[instance_index(target, len(self.instances))]
 
     def loaded_counts(self) -> list[float]:
         return [float(len(instance.memory)) for instance in self.instances]

@@ -196,7 +196,7 @@ class ModelRegistry:
             model, times = await loop.run_in_executor(self.executor, self._fetch_and_load, target)
             if self.closed:
                 raise ModelLoadError("the endpoint is being deleted")
-            charge = model.memory_bytes + self.config.worker_bytes
+            charge = self._charge(model)
             self._make_room(charge, target)
             self.memory[target] = _Resident(model, in_use=load.waiters)  # pinned before they wake
             load.pinned = True
@@ -298,6 +298,10 @@ class ModelRegistry:
 
     # memory ----------------------------------------------------------------------------------------------
 
+    def _charge(self, model: LoadedModel) -> int:
+        """What a loaded model takes from the budget: itself and its model-server worker."""
+        return model.memory_bytes + self.config.worker_bytes
+
     def _make_room(self, size: int, target: str) -> None:
         budget = self.config.memory_budget
         if size > budget:
@@ -321,7 +325,7 @@ class ModelRegistry:
         resident = self.memory.pop(target, None)
         if resident is None:
             return False
-        self.memory_used -= resident.model.memory_bytes + self.config.worker_bytes
+        self.memory_used -= self._charge(resident.model)
         stats = self.stats[target]
         stats.evictions += 1
         stats.state = "on disk" if target in self.disk else "evicted"
