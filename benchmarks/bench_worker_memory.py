@@ -5,7 +5,7 @@ starts such a process (from .venv-container) with one seed-size model loaded and
     .venv/bin/python benchmarks/bench_worker_memory.py
 
 The figure is a floor: the real worker also runs the model server's Python frontend code.
-``instance_types.MODEL_SERVER_WORKER_BYTES`` is this measurement, rounded.
+``sagemaker_hosting.MODEL_SERVER_WORKER_BYTES`` is this measurement, rounded.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def seed_model() -> bytes:
     import xgboost as xgb
 
     from mme_helpers import data
-    from mme_helpers.container_xgboost import portable_model
+    from mme_helpers.sagemaker_hosting import portable_model
 
     train = data.location_split("Chicago_IL", 1000, 7).train.to_numpy()
     params = {"max_depth": 5, "eta": 0.2, "gamma": 4, "min_child_weight": 6, "subsample": 0.7, "nthread": 1}

@@ -3,7 +3,7 @@
 The container behind image version ``1.7-1`` runs XGBoost 1.7.4; this project trains with XGBoost
 3. XGBoost 3 writes a model's base score (its starting prediction, the mean price) as a one-element
 list, ``"[3.66E5]"``, which 1.7 does not parse: it loads the model without a word and predicts from
-its default base score of 0.5, every price off by the mean price. :func:`portable_model` writes the
+its default base score of 0.5, every price off by the mean price. ``sagemaker_hosting.portable_model`` writes the
 base score as 1.7 reads it, and :func:`check_artifacts` proves it: it loads artifacts with the
 container's XGBoost (in its own environment, ``.venv-container``, made by ``make venv``) and
 compares its predictions with this environment's.
@@ -21,25 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .sagemaker_hosting import MODEL_FILE
+
 # image version -> the XGBoost its container runs (aws/sagemaker-xgboost-container, docker/<version>)
 CONTAINER_XGBOOST = {"1.7-1": "1.7.4"}
 ENVIRONMENT = ".venv-container"
 PROBE = Path(__file__).with_name("container_probe.py")
-MODEL_FILE = "xgboost-model"
 
 
 class ContainerEnvironmentMissing(FileNotFoundError):
     """The environment with the container's XGBoost has not been made."""
-
-
-def portable_model(booster) -> bytes:
-    """The model as JSON that XGBoost 1.7 and 3.x both load to the same predictions."""
-    model = json.loads(bytes(booster.save_raw("json")))
-    params = model["learner"]["learner_model_param"]
-    scores = params["base_score"].strip("[]").split(",")
-    if len(scores) == 1:  # a multi-target model keeps its list; 1.7 cannot serve it either way
-        params["base_score"] = scores[0]
-    return json.dumps(model, separators=(",", ":")).encode()
 
 
 def model_file(artifact: bytes) -> bytes:

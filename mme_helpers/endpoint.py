@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from .s3uri import split_s3_uri
+from .sagemaker_hosting import split_s3_uri
 
 
 class ModelKeyExists(FileExistsError):
@@ -90,7 +90,7 @@ def loaded_models(endpoint_name: str) -> pd.DataFrame:
         frame = pd.DataFrame(columns=columns).set_index("target")
         frame.attrs["summary"] = "AWS shows no per-model state; see the endpoint's CloudWatch metrics"
         return frame
-    from .local.signed_http import signed_get
+    from .local import signed_get
 
     status, state = signed_get(
         url,

@@ -15,12 +15,13 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from .local.runtime.artifacts import RESIDENT_FACTOR
-from .local.runtime.instance_types import (
+from .sagemaker_hosting import (
     GIB,
     MEMORY_GIB,
     MODEL_MEMORY_SHARE,
     MODEL_SERVER_WORKER_BYTES,
+    RESIDENT_FACTOR,
+    instance_index,
     model_memory_budget,
 )
 
@@ -188,8 +189,6 @@ def hit_ratio(simulated: pd.DataFrame) -> float:
 def simulate_instances(requests: Sequence[str], capacity: int, instances: int) -> pd.DataFrame:
     """An endpoint of several instances: each model routed to one instance as the local endpoint
     routes it, one exact LRU cache of ``capacity`` per instance; rows in request order."""
-    from .local.runtime.hosting import instance_index
-
     routed = [instance_index(target, instances) for target in requests]
     parts = []
     for number in range(instances):

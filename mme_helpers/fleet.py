@@ -24,9 +24,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import data
-from .container_xgboost import portable_model
-from .local.sagemaker.xgboost_algorithm import pack_model
 from .naming import RunNames
+from .sagemaker_hosting import pack_model, portable_model
 
 PLACES = ("training jobs", "this machine")
 UPLOAD_THREADS = 16

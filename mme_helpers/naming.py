@@ -100,6 +100,4 @@ def project_path(relative: str | Path) -> Path:
     path = Path(relative)
     if path.is_absolute():
         return path
-    from .local.config import project_root
-
-    return project_root() / path
+    return Path(__file__).resolve().parents[1] / path

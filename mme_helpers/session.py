@@ -76,8 +76,7 @@ def _readable_tables() -> None:
 
 
 def _local(region: str | None) -> Context:
-    from .local import client_environment, default_home, start
-    from .local.config import DEFAULT_REGION, ROLE_ARN, clear_variables
+    from .local import DEFAULT_REGION, ROLE_ARN, clear_variables, client_environment, default_home, start
 
     if "sagemaker" in sys.modules and "AWS_ENDPOINT_URL" not in os.environ:
         warnings.warn(

@@ -71,7 +71,7 @@ def train_booster(num_features: int = 6, rounds: int = 10, seed: int = 0, scale:
 
 def model_tar(booster=None, files: dict[str, bytes] | None = None) -> bytes:
     """A model.tar.gz with ``xgboost-model`` (or the given files)."""
-    from mme_helpers.local.sagemaker.xgboost_algorithm import pack_model
+    from mme_helpers.sagemaker_hosting import pack_model
 
     if files is None:
         return pack_model(bytes((booster or train_booster()).save_raw("ubj")))

@@ -9,7 +9,7 @@ from conftest import train_booster
 
 from mme_helpers import container_xgboost
 from mme_helpers.local.sagemaker import xgboost_algorithm
-from mme_helpers.local.sagemaker.xgboost_algorithm import pack_model
+from mme_helpers.sagemaker_hosting import pack_model, portable_model
 
 ROWS = np.random.default_rng(1).random((20, 6))
 
@@ -18,7 +18,7 @@ def test_xgboost_3_format_predicts_wrong_in_the_container_and_the_portable_one_r
     booster = train_booster(scale=100_000.0)  # prices: a base score far from 1.7's default of 0.5
     artifacts = {
         "as saved": pack_model(bytes(booster.save_raw("ubj"))),
-        "portable": pack_model(container_xgboost.portable_model(booster)),
+        "portable": pack_model(portable_model(booster)),
     }
     table = container_xgboost.check_artifacts(artifacts, ROWS)
     assert table.attrs["container_xgboost"] == container_xgboost.CONTAINER_XGBOOST["1.7-1"]

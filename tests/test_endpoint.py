@@ -17,7 +17,7 @@ from sagemaker.serializers import CSVSerializer
 
 from mme_helpers.endpoint import loaded_models, wait_for_endpoint
 from mme_helpers.invoke import predict_one_house_value
-from mme_helpers.local.runtime.artifacts import RESIDENT_FACTOR
+from mme_helpers.sagemaker_hosting import RESIDENT_FACTOR
 
 IMAGE = "246618743249.dkr.ecr.us-west-2.amazonaws.com/sagemaker-xgboost:1.7-1"
 HOUSE = [2005, 3000, 3, 2.0, 1.0, 2]
@@ -239,6 +239,54 @@ def test_container_side_failures_are_model_errors_with_the_cause(clients, mme, b
     assert response["OriginalStatusCode"] == 503
     assert json.loads(response["OriginalMessage"])["code"] == 503
     assert response["LogStreamArn"].startswith("arn:aws:logs:")
+
+
+GOOD_ROW = "1,2,3,4,5,6"
+
+
+@pytest.mark.parametrize(
+    "body, content_type, cause",
+    [
+        # a feature index far beyond the model: refused by index, nothing allocated for it
+        ("0:1 1099511627776:1", "text/libsvm", "libsvm row 1 has feature index 1099511627776; the model has 6 features"),
+        ("0:1 2:1\n6:1", None, "libsvm row 2 has feature index 6; the model has 6 features"),
+        ("-1:3", "text/libsvm", "libsvm row 1: negative feature index -1"),
+        ("0:1 1:abc", "text/libsvm", "libsvm row 1: '1:abc' is not index:value"),
+        ("0:1 3::2", "text/libsvm", "'3::2' is not index:value"),
+        ("0:1 :5", "libsvm", "':5' is not index:value"),
+        ("0:1 1e3:5", "libsvm", "'1e3:5' is not index:value"),
+        ("1,2,nan?,4,5,6", "text/csv", "CSV row 1, column 3: 'nan?' is not a number"),
+        ("1,2,3,4,5,6,7", "text/csv", "the model expects 6 features, the request has 7"),
+        (",".join(["1"] * 1_000_000), "text/csv", "the model expects 6 features, the request has 1000000"),
+        ("", "text/csv", "the request body is empty"),
+        ("  \n ", "text/libsvm", "the request body is empty"),
+        ("", None, "the request body is empty"),
+        ("1,2,3,4,5,6", "application/x-recordio-protobuf", "not supported"),
+    ],
+)
+def test_every_decoding_failure_is_a_model_error_with_its_cause_and_the_endpoint_keeps_serving(
+    clients, mme, body, content_type, cause
+):
+    kwargs = {"ContentType": content_type} if content_type else {}
+    status, code, message, response = error_of(lambda: invoke(clients, mme[0], body, **kwargs))
+    assert (status, code, response["OriginalStatusCode"]) == (424, "ModelError", 503), message
+    assert cause in message and cause in json.loads(response["OriginalMessage"])["message"]
+    assert json.loads(invoke(clients, mme[0], GOOD_ROW, ContentType="text/csv")[0])  # still serving
+
+
+def _peak_rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+
+
+def test_a_large_feature_index_allocates_nothing(service, clients, mme):
+    """An index of 10^8 once made a 400 MB row before XGBoost refused it; it is now refused on sight."""
+    with open(f"/proc/{service.pid}/clear_refs", "w") as clear:
+        clear.write("5")  # reset the service's peak resident size
+    before = _peak_rss_bytes(service.pid)
+    status, code, message, _ = error_of(lambda: invoke(clients, mme[0], "0:1 100000000:1", ContentType="text/libsvm"))
+    assert (status, code) == (424, "ModelError") and "feature index 100000000" in message
+    assert _peak_rss_bytes(service.pid) - before < 50 * 2**20
 
 
 def test_unloadable_models_are_model_errors(ctx, clients, mme):

@@ -11,8 +11,7 @@ from test_endpoint import invoke, make_endpoint, put_model
 from mme_helpers import eviction
 from mme_helpers.endpoint import loaded_models
 from mme_helpers.invoke import RequestCounter, metric_counts, metric_series, wait_for_metrics
-from mme_helpers.local.runtime.artifacts import RESIDENT_FACTOR
-from mme_helpers.local.runtime.instance_types import MODEL_SERVER_WORKER_BYTES, model_memory_budget
+from mme_helpers.sagemaker_hosting import MODEL_SERVER_WORKER_BYTES, RESIDENT_FACTOR, model_memory_budget
 
 
 def test_lru_simulation_evicts_the_least_recently_used():

@@ -8,7 +8,7 @@ import textwrap
 
 FLOW = textwrap.dedent("""
     import json, os, socket, sys
-    from mme_helpers.loopback import install_guard
+    from mme_helpers.local.loopback import install_guard
     violations = []
     install_guard(violations, strict=False)
 
@@ -83,12 +83,12 @@ def test_a_local_run_stays_on_loopback(tmp_path):
 
 
 def test_the_service_refuses_to_leave_the_machine():
-    from mme_helpers.loopback import is_local
+    from mme_helpers.local.loopback import is_local
 
     assert is_local("127.0.0.1") and is_local("127.8.9.1") and is_local("::1") and is_local("localhost")
     assert not is_local("10.0.0.1") and not is_local("s3.amazonaws.com") and not is_local("8.8.8.8")
     code = (
-        "from mme_helpers.loopback import install_guard; install_guard(); import socket\n"
+        "from mme_helpers.local.loopback import install_guard; install_guard(); import socket\n"
         "try:\n    socket.create_connection(('192.0.2.1', 443), timeout=1)\nexcept PermissionError as e:\n    print(e)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)

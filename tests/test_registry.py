@@ -8,7 +8,6 @@ import time
 import pytest
 from conftest import model_tar, train_booster
 
-from mme_helpers.local.runtime.artifacts import RESIDENT_FACTOR
 from mme_helpers.local.runtime.registry import (
     InsufficientMemory,
     ModelLoadError,
@@ -17,6 +16,7 @@ from mme_helpers.local.runtime.registry import (
     ModelRegistry,
     RegistryConfig,
 )
+from mme_helpers.sagemaker_hosting import RESIDENT_FACTOR
 
 ARTIFACT = model_tar(train_booster())
 MODEL_SIZE = len(train_booster().save_raw("ubj"))

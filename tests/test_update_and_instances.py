@@ -12,7 +12,7 @@ from test_endpoint import invoke, make_endpoint, not_xgboost_model, put_model
 
 from mme_helpers import eviction
 from mme_helpers.endpoint import loaded_models
-from mme_helpers.local.runtime.artifacts import RESIDENT_FACTOR
+from mme_helpers.sagemaker_hosting import RESIDENT_FACTOR
 
 
 def new_config(ctx, clients, model_name, instance_type="ml.m5.large", count=1):

@@ -234,7 +234,7 @@ def serve(home: Path, port: int, region: str, training_workers: int | None = Non
     import uvicorn
     import xgboost  # noqa: F401  (loaded once here, not on the first cold model load)
 
-    from ..loopback import install_guard
+    from .loopback import install_guard
 
     install_guard(strict=True)  # nothing in this process may reach beyond 127.0.0.1
     # moto keeps S3 objects in memory up to this size and larger ones in temporary files: with

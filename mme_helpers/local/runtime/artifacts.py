@@ -17,12 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ...sagemaker_hosting import MODEL_FILE, RESIDENT_FACTOR
+
 MAX_MEMBERS = 1000
 PICKLE_PROTOCOL_MARKER = 0x80
-# What a loaded booster costs in memory, as a multiple of its model file: measured 1.32-1.39x (RSS
-# per model over 300 loaded copies, XGBoost 3.2, 136 KB and 1.2 MB models). The cache budget is
-# spent in these bytes, so that a budget is what the process really uses.
-RESIDENT_FACTOR = 1.4
 
 
 class ArtifactError(Exception):
@@ -90,7 +88,7 @@ def load_models(folder: Path) -> LoadedModel:
 
     files = sorted(entry for entry in os.listdir(folder) if not entry.startswith(".") and (folder / entry).is_file())
     if not files:
-        raise ArtifactError("the model archive holds no model file (expected a top-level 'xgboost-model')")
+        raise ArtifactError(f"the model archive holds no model file (expected a top-level '{MODEL_FILE}')")
     boosters, size = [], 0
     for name in files:
         data = (folder / name).read_bytes()

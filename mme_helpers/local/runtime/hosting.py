@@ -6,15 +6,19 @@ import asyncio
 import concurrent.futures
 import shutil
 import uuid
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...s3uri import split_s3_uri
-from ..sagemaker.training import XGBOOST_IMAGE
+from ...sagemaker_hosting import (
+    DEFAULT_DISK_BYTES,
+    MODEL_SERVER_WORKER_BYTES,
+    XGBOOST_IMAGE,
+    instance_index,
+    model_memory_budget,
+    split_s3_uri,
+)
 from .artifacts import ArtifactError, LoadedModel, extract, load_models
-from .instance_types import DEFAULT_DISK_BYTES, MODEL_SERVER_WORKER_BYTES, model_memory_budget
 from .registry import ModelNotFound, ModelRegistry, RegistryConfig
 
 MEMORY_OVERRIDE = "MME_LOCAL_MEMORY_BUDGET_MB"
@@ -37,12 +41,6 @@ class S3Artifacts:
             return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except (self.s3.exceptions.NoSuchKey, self.s3.exceptions.NoSuchBucket):
             raise ModelNotFound(self.bucket, key) from None
-
-
-def instance_index(target: str, instances: int) -> int:
-    """Which of an endpoint's instances serves ``target``: a stable hash of its name, so that a
-    model lives in one instance's cache (an LRU simulation of the endpoint routes the same way)."""
-    return zlib.crc32(target.encode()) % instances
 
 
 @dataclass

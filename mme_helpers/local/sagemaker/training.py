@@ -7,18 +7,16 @@ import concurrent.futures
 import multiprocessing
 import os
 import queue
-import re
 import time
 import traceback
 from typing import Any
 
-from ...s3uri import split_s3_uri
+from ...sagemaker_hosting import XGBOOST_IMAGE, split_s3_uri
 from ..s3_mirror import NoSuchBucket, read_prefix
 from . import xgboost_algorithm
 from .models import SageMakerBackend, TrainingJob
 from .xgboost_algorithm import AlgorithmError
 
-XGBOOST_IMAGE = re.compile(r"(^|/)sagemaker-xgboost:(?P<version>[\w.-]+)$")
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
 

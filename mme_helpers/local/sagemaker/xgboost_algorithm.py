@@ -7,17 +7,13 @@ Everything here is pure (bytes in, bytes out) so that it runs in a worker proces
 
 from __future__ import annotations
 
-import gzip
 import io
-import tarfile
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...container_xgboost import portable_model
-
-MODEL_FILE = "xgboost-model"
+from ...sagemaker_hosting import pack_model, portable_model
 
 INT_PARAMS = {
     "num_round",
@@ -322,20 +318,6 @@ def train(
         best_iteration=best,
         seconds=time.perf_counter() - started,
     )
-
-
-def pack_model(model_bytes: bytes, name: str = MODEL_FILE) -> bytes:
-    """``model.tar.gz`` with the single top-level file the container loads.
-
-    Timestamps are zero, so the same data and hyperparameters give a byte-identical artifact.
-    """
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped, tarfile.open(fileobj=zipped, mode="w") as archive:
-        info = tarfile.TarInfo(name)
-        info.size = len(model_bytes)
-        info.mode = 0o644
-        archive.addfile(info, io.BytesIO(model_bytes))
-    return buffer.getvalue()
 
 
 def warm_up() -> None:
