@@ -11,8 +11,6 @@ from botocore.exceptions import ClientError
 
 from .naming import RunNames
 
-TRAINING_JOB_NOTE = "kept: SageMaker has no call that deletes training jobs (they cost nothing)"
-
 
 def _missing(error: ClientError) -> bool:
     message = error.response["Error"].get("Message", "")
@@ -206,14 +204,3 @@ def what_remains(names: RunNames, jobs_kept: int, data_root: str, mode: str) -> 
         )
     return pd.DataFrame(rows).set_index("what")
 
-
-def stop_local_service(mode: str, requested: bool) -> str:
-    """Local mode, if asked: stop the local AWS service. AWS mode has nothing to stop."""
-    if mode != "local":
-        return "AWS mode: no local service"
-    if not requested:
-        return "the local service keeps running (python -m mme_helpers.local stop stops it)"
-    from . import local
-
-    stopped = local.stop()
-    return f"stopped the local service (pid {stopped.pid})" if stopped else "the local service was not running"

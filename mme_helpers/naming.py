@@ -90,11 +90,6 @@ class RunNames:
         return Path(root) / self.run
 
 
-def model_key(location: str, version: str = "") -> str:
-    """The relative key a model is invoked by: ``Chicago_IL.tar.gz``, ``NewYork_NY_v2.tar.gz``."""
-    return f"{location}{('_' + version) if version else ''}.tar.gz"
-
-
 def project_path(relative: str | Path) -> Path:
     """A path relative to the project root, wherever the notebook's kernel was started."""
     path = Path(relative)

@@ -90,6 +90,7 @@ def _local(region: str | None) -> Context:
     for name in clear_variables():
         os.environ.pop(name, None)
     os.environ.update(client_environment(info, home))
+    _memoize_sdk_config_validation()  # local mode only: AWS mode runs the SDK as it comes
     boto_session, sagemaker_session = _sessions(info.region)
     return Context(
         mode="local",
@@ -141,7 +142,7 @@ def _quiet_sdk() -> None:
 
 
 def _memoize_sdk_config_validation() -> None:
-    """The SDK re-validates its config file against a JSON schema on every lookup (~0.17 s, ten
+    """Local mode: the SDK re-validates its config file against a JSON schema on every lookup (~0.17 s, ten
     lookups per ``fit``). Validation of the same config always gives the same answer: remember it."""
     import sagemaker.utils
 
@@ -164,8 +165,6 @@ def _sessions(region: str | None):
     _quiet_sdk()
     import boto3
     import sagemaker
-
-    _memoize_sdk_config_validation()
 
     boto_session = boto3.Session(region_name=region) if region else boto3.Session()
     if not boto_session.region_name:
