@@ -9,8 +9,8 @@ from conftest import train_booster
 from test_endpoint import invoke, make_endpoint, put_model
 
 from mme_helpers import eviction
-from mme_helpers.endpoint import loaded_models
 from mme_helpers.cloudwatch import metric_counts, metric_series, wait_for_metrics
+from mme_helpers.endpoint import loaded_models
 from mme_helpers.invoke import RequestCounter
 from mme_helpers.sagemaker_hosting import MODEL_SERVER_WORKER_BYTES, RESIDENT_FACTOR, model_memory_budget
 
