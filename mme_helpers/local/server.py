@@ -28,9 +28,9 @@ from .runtime.hosting import Hosting
 from .runtime.invocations import MAX_PAYLOAD, InvocationHandler, endpoint_name_from_path
 from .s3_mirror import S3Mirror, change_of
 from .sagemaker.errors import UnknownOperation
-from .sagemaker.models import SageMakerBackend
+from .sagemaker.backend import SageMakerBackend
 from .sagemaker.responses import SageMakerResponses, error_response
-from .sagemaker.training import TrainingRunner
+from .sagemaker.training_runner import TrainingRunner
 from .sigv4 import AuthFailure, credential_scope
 from .state import StateStore
 

@@ -17,8 +17,9 @@ import botocore.session
 from botocore.validate import ParamValidator
 
 from ..asgi import Request, Response
+from .backend import SageMakerBackend
 from .errors import SageMakerError, SerializationException, UnknownOperation, ValidationException
-from .models import ListQuery, SageMakerBackend
+from .listing import ListQuery
 
 MAX_CONTROL_BODY = 1024 * 1024
 
@@ -63,15 +64,8 @@ def _timestamps_to_datetimes(value, shape):
 
 
 def _query(params: dict[str, Any]) -> ListQuery:
-    """The List* request members (NameContains, StatusEquals, SortBy, SortOrder, MaxResults, NextToken)."""
-    return ListQuery(
-        name_contains=params.get("NameContains"),
-        status_equals=params.get("StatusEquals"),
-        sort_by=params.get("SortBy", "CreationTime"),
-        sort_order=params.get("SortOrder", "Descending"),
-        max_results=int(params.get("MaxResults") or 10),
-        next_token=params.get("NextToken"),
-    )
+    """The List* request members (filters, time filters, sort, paging); the backend applies each operation's defaults."""
+    return ListQuery.from_request(params)
 
 
 def _listing(key: str, items: list[dict[str, Any]], next_token: str | None) -> dict[str, Any]:
@@ -129,7 +123,7 @@ class SageMakerResponses:
         return {"TrainingJobArn": self.backend.create_training_job(params).arn}
 
     def DescribeTrainingJob(self, params):
-        return self.backend.get_training_job(params["TrainingJobName"]).describe()
+        return self.backend.describe_training_job(params["TrainingJobName"])
 
     def StopTrainingJob(self, params):
         self.backend.stop_training_job(params["TrainingJobName"])
@@ -193,7 +187,7 @@ class SageMakerResponses:
         return {"EndpointArn": self.backend.create_endpoint(params).arn}
 
     def DescribeEndpoint(self, params):
-        return self.backend.get_endpoint(params["EndpointName"]).describe()
+        return self.backend.describe_endpoint(params["EndpointName"])
 
     def UpdateEndpoint(self, params):
         return {"EndpointArn": self.backend.update_endpoint(params).arn}

@@ -1,5 +1,6 @@
-"""Runs training jobs: reads the channels from S3, trains in a worker process, writes the artifact
-and the job's log, and moves the job through SageMaker's statuses."""
+"""The local training runner: reads a job's channels from S3, trains in a worker process, writes
+the artifact and the job's log, and moves the job through SageMaker's statuses (each move through
+the backend, under its lock)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import Any
 from ...sagemaker_hosting import XGBOOST_IMAGE, split_s3_uri
 from ..s3_mirror import NoSuchBucket, read_prefix
 from . import xgboost_algorithm
-from .models import SageMakerBackend, TrainingJob
+from .backend import SageMakerBackend
+from .resources import TrainingJob
 from .xgboost_algorithm import AlgorithmError
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -97,8 +99,7 @@ class TrainingRunner:
                     f"local mode runs only the built-in XGBoost algorithm (an image named "
                     f"'<account>.dkr.ecr.<region>.amazonaws.com/sagemaker-xgboost:<version>'); got '{image or '(none)'}'"
                 )
-            job.start_time = time.time()
-            backend.record_transition(job, "Downloading", "Downloading input data")
+            backend.start_training(job)
             log.write(f"Starting the built-in XGBoost algorithm, image version {match['version']} (local mode)")
             channels, content_types = self._read_channels(request.get("InputDataConfig", []), log)
             self._check_stop(job)
@@ -117,8 +118,7 @@ class TrainingRunner:
         except JobStopped as stop:
             log.write(stop.message)
             log.flush()
-            backend.finish_training_job(job, "Stopped", stop.message)
-            job.secondary_status = stop.secondary_status
+            backend.finish_training_job(job, "Stopped", stop.message, secondary_status=stop.secondary_status)
         except AlgorithmError as error:
             log.write(error.reason)
             log.flush()
