@@ -81,7 +81,7 @@ def describe_jobs(sagemaker_client, job_names: dict[str, str]) -> pd.DataFrame:
                 "train_rmse": round(metrics["train:rmse"], 1) if "train:rmse" in metrics else None,
                 "validation_rmse": round(metrics["validation:rmse"], 1) if "validation:rmse" in metrics else None,
                 "failure": job.get("FailureReason", ""),
-                "artifact": job["ModelArtifacts"]["S3ModelArtifacts"],
+                "artifact": job.get("ModelArtifacts", {}).get("S3ModelArtifacts", ""),  # none until Completed
             }
         )
     return pd.DataFrame(rows).set_index("location")
