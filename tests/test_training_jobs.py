@@ -220,6 +220,26 @@ def test_stop_training_job(ctx, clients, image, channels):
     assert [finished(est)["TrainingJobStatus"] for est in following] == ["Completed"] * 3
 
 
+def test_a_job_out_of_time_is_stored_as_max_runtime_exceeded(ctx, clients, image, channels, service_home):
+    """The job's end is saved whole: a restart finds MaxRuntimeExceeded, not the Stopped it was saved as before."""
+    from mme_helpers.local.state import StateStore
+
+    est = estimator(ctx, image, num_round=100000, max_depth=10, objective="reg:squarederror")
+    est.max_run = 1  # MaxRuntimeInSeconds
+    est.fit(inputs_for(channels), wait=False)
+    name = est.latest_training_job.job_name
+    job = wait_until(
+        lambda: (d := clients.sagemaker.describe_training_job(TrainingJobName=name))["TrainingJobStatus"] == "Stopped" and d
+    )
+    assert job["SecondaryStatus"] == "MaxRuntimeExceeded"
+    assert job["SecondaryStatusTransitions"][-1]["Status"] == "MaxRuntimeExceeded" and "ModelArtifacts" not in job
+
+    def stored():
+        return next(r for r in StateStore(service_home).resources("training-jobs") if r["name"] == name)
+
+    assert wait_until(lambda: stored()["secondary_status"] == "MaxRuntimeExceeded", timeout=10)
+
+
 def test_control_plane_errors_are_aws_shaped(ctx, clients, image, channels):
     sm = clients.sagemaker
     with pytest.raises(ClientError) as raised:  # AWS's answer, not the documented ResourceNotFound (aws/aws-sdk#165)
