@@ -266,3 +266,52 @@ def test_a_deleted_endpoint_is_gone_with_its_tags():
     with pytest.raises(ValidationException, match='Could not find endpoint "arn:aws:sagemaker:us-west-2:'):
         sm.get_endpoint("e")
     assert endpoint.arn not in sm.tags
+
+
+def futures_of(sm: SageMakerBackend) -> list:
+    """The futures of the endpoint work the backend submits from now on."""
+    futures: list = []
+    submit = sm.lifecycle.executor.submit
+    sm.lifecycle.executor.submit = lambda *args, **kwargs: futures.append(submit(*args, **kwargs)) or futures[-1]
+    return futures
+
+
+class RecordingHosting(GatedHosting):
+    """Gated hosting that remembers which runtimes it tore down."""
+
+    def __init__(self, gate: threading.Event):
+        super().__init__(gate)
+        self.torn_down: list = []
+
+    def teardown(self, runtime, metrics=True):
+        self.torn_down.append(runtime)
+
+
+def test_update_endpoint_is_updating_while_the_old_configuration_serves():
+    gate = threading.Event()
+    gate.set()
+    hosting = RecordingHosting(gate)
+    sm = SageMakerBackend(REGION, hosting=hosting)
+    sm.create_model(model_request("m"))
+    sm.create_endpoint_config(config_request("small", "m"))
+    bigger = {"VariantName": "AllTraffic", "ModelName": "m", "InitialInstanceCount": 2, "InstanceType": "ml.m5.2xlarge"}
+    sm.create_endpoint_config(config_request("big", "m", [bigger]))
+    work = futures_of(sm)
+    endpoint = sm.create_endpoint({"EndpointName": "e", "EndpointConfigName": "small"})
+    work[-1].result()
+    old = endpoint.runtime
+    assert sm.describe_endpoint("e")["EndpointStatus"] == "InService" and old is not None
+    gate.clear()
+    sm.update_endpoint({"EndpointName": "e", "EndpointConfigName": "big"})
+    hosting.wait_running(1)  # the new configuration is being provisioned
+    during = sm.describe_endpoint("e")
+    assert during["EndpointStatus"] == "Updating" and during["EndpointConfigName"] == "small"
+    assert endpoint.runtime is old  # the old one still serves
+    with pytest.raises(ValidationException, match='Cannot update in-progress endpoint "arn:aws:sagemaker:'):
+        sm.update_endpoint({"EndpointName": "e", "EndpointConfigName": "big"})
+    gate.set()
+    work[-1].result()
+    after = sm.describe_endpoint("e")
+    assert after["EndpointStatus"] == "InService" and after["EndpointConfigName"] == "big"
+    assert after["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+    assert endpoint.runtime is not old and old in hosting.torn_down

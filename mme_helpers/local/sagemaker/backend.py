@@ -83,9 +83,10 @@ class SageMakerBackend:
         self.endpoints: dict[str, Endpoint] = {}
         self.tags: dict[str, dict[str, str]] = {}
 
-    def shutdown(self) -> None:
-        """Stop the endpoint work not yet started (service stop)."""
-        self.lifecycle.shutdown()
+    def shutdown(self, wait: bool = False) -> None:
+        """Service stop: the endpoint work not yet started is dropped; with ``wait``, the work under
+        way is waited for (not from the event loop: a tear-down waits for it)."""
+        self.lifecycle.shutdown(wait)
 
     # persistence -------------------------------------------------------------------------------
 
