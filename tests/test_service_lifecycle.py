@@ -104,3 +104,74 @@ def test_service_json_is_private(home):
     lifecycle.start(home)
     assert oct((home / config.INFO_FILE).stat().st_mode & 0o777) == "0o600"
     assert json.loads((home / config.INFO_FILE).read_text())["secret_access_key"]
+
+
+def test_secrets_and_state_folder_are_private_from_the_start(tmp_path, monkeypatch):
+    """credentials.json and service.json are never readable by others, not even for an instant:
+    with a umask of 0, every secret file is 0600 whenever it is renamed into place or changed."""
+    from mme_helpers.local.state import StateStore
+
+    seen: list[tuple[str, int]] = []
+    watching = True
+
+    def audit(event, args):
+        if watching and event in ("os.chmod", "os.rename") and isinstance(args[0], (str, bytes, os.PathLike)):
+            path = os.fsdecode(args[0])
+            if path.startswith(str(tmp_path)) and os.path.isfile(path):
+                seen.append((os.path.basename(path), os.stat(path).st_mode & 0o777))
+
+    sys.addaudithook(audit)
+    old = os.umask(0)
+    try:
+        home = tmp_path / "home"
+        key, _ = StateStore(home).credentials(config.new_credentials)
+        info = config.ServiceInfo(1, 2, "us-west-2", key, "secret", 0.0, str(home))
+        info.save(home)
+    finally:
+        os.umask(old)
+        watching = False
+    assert seen and all(mode == 0o600 for _, mode in seen), seen
+    assert (home / "state" / "credentials.json").stat().st_mode & 0o777 == 0o600
+    assert (home / config.INFO_FILE).stat().st_mode & 0o777 == 0o600
+    assert (home / "state").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_started_service_keeps_its_home_and_state_private(tmp_path):
+    home = tmp_path / "new-home"
+    try:
+        lifecycle.start(home)
+        assert home.stat().st_mode & 0o777 == 0o700
+        assert (home / "state").stat().st_mode & 0o777 == 0o700
+        assert (home / "state" / "credentials.json").stat().st_mode & 0o777 == 0o600
+        assert (home / config.INFO_FILE).stat().st_mode & 0o777 == 0o600
+    finally:
+        lifecycle.stop(home)
+
+
+@pytest.fixture
+def stranger():
+    """An unrelated process whose pid a stale service.json names (as after a reboot)."""
+    process = subprocess.Popen(["sleep", "300"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def test_a_reused_pid_is_never_signalled(tmp_path, stranger):
+    home = tmp_path
+    info = config.ServiceInfo(stranger.pid, 1, "us-west-2", "LKIA0", "secret", time.time(), str(home.resolve()))
+    info.save(home)
+    assert lifecycle.running_service(home) is None
+    assert lifecycle.status(home)["state"] == "dead"
+    assert lifecycle.stop(home) is None  # nothing of ours ran
+    assert stranger.poll() is None  # the sleep is alive
+    assert not (home / config.INFO_FILE).exists()  # the stale file is gone
+    info.save(home)
+    assert "was not running" in cli(home, "stop").stdout
+    assert stranger.poll() is None
+    info.save(home)
+    started, was_started = lifecycle.start(home)  # a stale file does not block a start
+    try:
+        assert was_started and started.pid != stranger.pid and stranger.poll() is None
+    finally:
+        lifecycle.stop(home)

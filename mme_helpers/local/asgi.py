@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from hashlib import sha256
 from urllib.parse import parse_qs
 
 
@@ -82,6 +83,37 @@ class Request:
         self.body = b"".join(chunks)
         self.body_read = True
         return self.body
+
+    async def hash_body(self, limit: int) -> str:
+        """The SHA-256 of the whole body, however large, read as it streams: up to ``limit`` bytes
+        are kept (``read_body`` then answers them); a larger body is hashed and dropped, and
+        ``read_body`` refuses it. A signature covers the body's hash, so a forged one is refused
+        whatever the size, and only then is the size answered."""
+        if self.body_read:
+            return sha256(self.body).hexdigest()
+        digest = sha256()
+        chunks: list[bytes] | None = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            digest.update(chunk)
+            size += len(chunk)
+            if chunks is not None:
+                if size > limit:
+                    chunks = None  # over the limit: hashed on, kept no more
+                else:
+                    chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        if chunks is None:
+            self.too_large = BodyTooLarge(limit, size)
+        else:
+            self.body = b"".join(chunks)
+            self.body_read = True
+        return digest.hexdigest()
 
     def replay(self):
         """An ASGI ``receive`` that hands the already read body on (to moto's app)."""

@@ -51,11 +51,10 @@ class ServiceInfo:
         return f"http://{HOST}:{self.port}"
 
     def save(self, home: Path) -> None:
-        path = home / INFO_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        tmp.chmod(0o600)
-        tmp.replace(path)
+        """Published 0600 from the start: it holds the secret key."""
+        from .private_files import write_private
+
+        write_private(home / INFO_FILE, json.dumps(asdict(self), indent=2))
 
     @classmethod
     def load(cls, home: Path) -> ServiceInfo | None:

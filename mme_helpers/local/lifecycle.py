@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from .config import DEFAULT_REGION, HOST, INFO_FILE, LOG_FILE, ServiceInfo, default_home
+from .private_files import private_folder
 
 
 class LocalServiceError(RuntimeError):
@@ -49,6 +50,38 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _command_line(pid: int) -> list[str] | None:
+    """A process's arguments (None: no such process, or not ours to read)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return [part.decode(errors="replace") for part in file.read().split(b"\0") if part]
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
+    try:  # no /proc (macOS): ps says the same
+        listed = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return listed.stdout.split() if listed.returncode == 0 else None
+
+
+def is_service(info: ServiceInfo, home: Path) -> bool:
+    """Is ``info.pid`` this state folder's service, and not a process that got its pid after a
+    reboot or a kill? Only then may it be signalled: its command line is ``... -m mme_helpers.local
+    --home <home> serve``, the one ``start`` runs."""
+    if not _pid_alive(info.pid):
+        return False
+    arguments = _command_line(info.pid)
+    if not arguments or "mme_helpers.local" not in arguments or "serve" not in arguments:
+        return False
+    try:
+        given = arguments[arguments.index("--home") + 1]
+    except (ValueError, IndexError):
+        return False
+    return Path(given).resolve() == Path(home).resolve()
+
+
 def health(info: ServiceInfo, timeout: float = 2.0) -> dict | None:
     """The service's own health answer, or None when nothing healthy answers on its port."""
     from .signed_http import signed_get
@@ -68,7 +101,7 @@ def running_service(home: Path | None = None) -> ServiceInfo | None:
     """The service running for this state folder, if it is alive and answers."""
     home = home or default_home()
     info = ServiceInfo.load(home)
-    if info is None or not _pid_alive(info.pid):
+    if info is None or not is_service(info, home):
         return None
     return info if health(info) else None
 
@@ -89,7 +122,7 @@ def _check_port_free(port: int) -> None:
 @contextlib.contextmanager
 def _start_lock(home: Path):
     """Two kernels starting at once get one service, not two."""
-    home.mkdir(parents=True, exist_ok=True)
+    private_folder(home)  # 0700: it holds the service's credentials
     with open(home / "start.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -126,14 +159,15 @@ def start(
     with _start_lock(home):
         existing = ServiceInfo.load(home)
         if existing is not None:
-            if _pid_alive(existing.pid) and health(existing):
+            ours = is_service(existing, home)
+            if ours and health(existing):
                 return existing, False
-            if _pid_alive(existing.pid):
+            if ours:
                 raise LocalServiceError(
                     f"a local service (pid {existing.pid}) holds {home} but does not answer on port "
                     f"{existing.port}; stop it with `python -m mme_helpers.local stop` and start again"
                 )
-            (home / INFO_FILE).unlink(missing_ok=True)  # left behind by a service that was killed
+            (home / INFO_FILE).unlink(missing_ok=True)  # left behind by a service that was killed (or a reboot)
         if port:
             _check_port_free(port)
         command = [sys.executable, "-m", "mme_helpers.local", "--home", str(home), "serve", "--port", str(port)]
@@ -163,10 +197,15 @@ def start(
 
 
 def stop(home: Path | None = None, timeout: float = 15.0) -> ServiceInfo | None:
-    """Stop the service of this state folder; returns what was stopped (None: nothing ran)."""
+    """Stop the service of this state folder; returns what was stopped (None: nothing ran).
+    A pid that is no longer the service's (reused after a reboot) is never signalled: the stale
+    ``service.json`` is removed and nothing else happens."""
     home = (home or default_home()).resolve()
     info = ServiceInfo.load(home)
     if info is None:
+        return None
+    if not is_service(info, home):
+        (home / INFO_FILE).unlink(missing_ok=True)
         return None
     if _pid_alive(info.pid):
         os.kill(info.pid, signal.SIGTERM)
@@ -181,13 +220,16 @@ def stop(home: Path | None = None, timeout: float = 15.0) -> ServiceInfo | None:
 
 
 def reset(home: Path | None = None) -> ServiceInfo | None:
-    """Stop the service and forget its state (buckets, objects, jobs, endpoints)."""
+    """Stop the service and forget its state (buckets, objects, jobs, endpoints) and the endpoints'
+    disk caches."""
+    from .runtime.hosting import remove_caches
     from .state import StateStore
 
     home = (home or default_home()).resolve()
     with _start_lock(home):
         stopped = stop(home)
         StateStore(home).reset()
+        remove_caches(home)
     return stopped
 
 
@@ -199,6 +241,9 @@ def status(home: Path | None = None) -> dict:
         return {"state": "stopped", "home": str(home)}
     if not _pid_alive(info.pid):
         return {"state": "dead", "home": str(home), "pid": info.pid, "detail": "the process is gone (killed?)"}
+    if not is_service(info, home):
+        detail = "the process is gone; its pid now belongs to another program"
+        return {"state": "dead", "home": str(home), "pid": info.pid, "detail": detail}
     answer = health(info)
     if answer is None:
         return {"state": "not answering", "home": str(home), "pid": info.pid, "port": info.port}

@@ -15,15 +15,15 @@ import socket
 import sys
 import threading
 import time
-from hashlib import sha256
 from pathlib import Path
 from urllib.parse import unquote
 
-from .asgi import BodyTooLarge, Request, Response
+from .asgi import Request, Response
 from .auth import Authenticator, denied, protocol_of
 from .aws_clients import ServiceClients
 from .config import HOST, ROLE_NAME, SDK_CONFIG_FILE, ServiceInfo, default_bucket, new_credentials, sdk_config_yaml
 from .metrics import MetricsPublisher
+from .private_files import private_folder
 from .runtime.hosting import Hosting
 from .runtime.invocations import MAX_PAYLOAD, InvocationHandler, endpoint_name_from_path
 from .s3_mirror import S3Mirror, change_of
@@ -77,7 +77,7 @@ class LocalAWS:
         self.control_plane = SageMakerResponses(self.backend)
         self.invocations = InvocationHandler(self.backend, self.metrics, info.region, self.hosting.executor)
         self.moto = moto_application()
-        self.authenticator = Authenticator(info.access_key_id, info.secret_access_key)
+        self.authenticator = Authenticator(info.access_key_id, info.secret_access_key, info.region)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -122,26 +122,28 @@ class LocalAWS:
             await send(message)
 
     async def _authenticate(self, request: Request, service_scope) -> Response | None:
-        """None if the request is signed with the service's credentials, else the 403 to send.
+        """None if the request is signed with the service's credentials, else the refusal to send.
 
-        S3 declares its payload's hash (bodies can be large); every other body is read and hashed.
-        A body over the limit cannot be hashed: its handler refuses it anyway (413), so only its
-        signature's presence is required here."""
-        body_sha256 = None
-        if service_scope is None or service_scope.service != "s3":
-            invocation = request.method == "POST" and endpoint_name_from_path(request.raw_path) is not None
-            try:
-                body_sha256 = sha256(await request.read_body(MAX_PAYLOAD if invocation else MAX_SIGNED_BODY)).hexdigest()
-            except BodyTooLarge as too_large:
-                if service_scope is None:
-                    return denied(AuthFailure("missing", "the request is not signed"), protocol_of(request, service_scope))
-                if invocation:
-                    return None  # the runtime answers its own 413
-                return Response.json({"message": f"request body over {too_large.limit:,} bytes"}, status=413)
+        Nothing is answered about a request before its signature holds: not its size, not whether
+        its endpoint exists. S3 signs the hash its body declares (``moto_guard`` checks the body
+        against it as it streams to moto); any other header-signed body is hashed as it arrives,
+        whatever its size, and kept up to its handler's limit. A body over the limit is refused
+        (413) only once its signature is known good."""
         try:
-            self.authenticator.check(request, body_sha256)
+            if service_scope is not None and service_scope.service == "s3" or "authorization" not in request.headers:
+                self.authenticator.check(request, None)  # S3, presigned and unsigned requests: no body hash
+                return None
+            invocation = request.method == "POST" and endpoint_name_from_path(request.raw_path) is not None
+            limit = MAX_PAYLOAD if invocation else MAX_SIGNED_BODY
+            length = request.headers.get("content-length", "")
+            if not (length.isdigit() and int(length) <= limit):
+                self.authenticator.precheck(request)  # a key, date or region that cannot pass: no body read
+            self.authenticator.check(request, await request.hash_body(limit))
         except AuthFailure as failure:
             return denied(failure, protocol_of(request, service_scope))
+        too_large = request.too_large
+        if too_large is not None and not invocation:  # the runtime answers its own 413, as AWS's
+            return Response.json({"message": f"request body over {too_large.limit:,} bytes"}, status=413)
         return None
 
     async def _sagemaker(self, request: Request) -> Response:
@@ -242,7 +244,7 @@ def serve(home: Path, port: int, region: str, training_workers: int | None = Non
     os.environ.setdefault("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(MOTO_IN_MEMORY_OBJECT_BYTES))
     _unbuffered_object_files()
 
-    home.mkdir(parents=True, exist_ok=True)
+    private_folder(home)  # 0700: it holds the service's credentials
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

@@ -54,13 +54,22 @@ _AUTH_HEADER = re.compile(
 
 
 class AuthFailure(Exception):
-    """Why a request is not accepted: ``missing``, ``malformed``, ``unknown-key``, ``mismatch`` or
-    ``expired`` (the caller turns the kind into the protocol's error code)."""
+    """Why a request is not accepted: ``missing``, ``malformed``, ``unknown-key``, ``mismatch``,
+    ``expired`` or ``region`` (the caller turns the kind into the protocol's error code);
+    ``region`` also carries the region expected and whether the credential was in the query."""
 
-    def __init__(self, kind: str, message: str):
+    def __init__(self, kind: str, message: str, region: str | None = None, presigned: bool = False):
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self.region = region
+        self.presigned = presigned
+
+
+# IAM and STS are global: on AWS a client of any region reaches them (botocore signs their global
+# endpoint with us-east-1), but pointed at an endpoint URL botocore signs with the client's own
+# region. So any region is theirs; every other service answers only for the region it runs in.
+GLOBAL_SERVICES = frozenset({"iam", "sts"})
 
 
 @dataclass(frozen=True)
@@ -137,22 +146,27 @@ def _check(secret: str, scope: CredentialScope, amz_date: str, canonical: str, s
         )
 
 
-def verify(request: WireRequest, secrets: dict[str, str], now: float, body_sha256: str | None) -> CredentialScope:
+def verify(
+    request: WireRequest, secrets: dict[str, str], now: float, body_sha256: str | None, region: str | None = None
+) -> CredentialScope:
     """Check a request's SigV4 signature (``Authorization`` header or presigned query) against
     the known ``secrets`` (access key id → secret). ``body_sha256`` is the body's hash; ``None``
     takes the hash the request declares in ``x-amz-content-sha256`` (S3 signs it that way, and
-    its bodies can be too large to hold). Returns the credential scope, or raises AuthFailure."""
+    its bodies can be too large to hold). ``region``: the one region the credential may be scoped
+    to (global services aside). Returns the credential scope, or raises AuthFailure."""
     authorization = request.header("authorization")
     if authorization:
-        return _verify_header(request, authorization, secrets, now, body_sha256)
+        return _verify_header(request, authorization, secrets, now, body_sha256, region)
     if b"X-Amz-Signature=" in request.query_string:
-        return _verify_query(request, secrets, now)
+        return _verify_query(request, secrets, now, region)
     if b"AWSAccessKeyId=" in request.query_string and b"Signature=" in request.query_string:
         return _verify_s3_v2_query(request, secrets, now)
     raise AuthFailure("missing", "the request is not signed: no Authorization header and no X-Amz-Signature")
 
 
-def _scope_of(credential: str, secrets: dict[str, str]) -> tuple[CredentialScope, str]:
+def _scope_of(
+    credential: str, secrets: dict[str, str], region: str | None, request: WireRequest, presigned: bool = False
+) -> tuple[CredentialScope, str]:
     parts = credential.split("/")
     if len(parts) != 5 or parts[4] != "aws4_request":
         raise AuthFailure("malformed", f"the credential '{credential}' is not <key>/<date>/<region>/<service>/aws4_request")
@@ -160,10 +174,38 @@ def _scope_of(credential: str, secrets: dict[str, str]) -> tuple[CredentialScope
     secret = secrets.get(scope.access_key_id)
     if secret is None:
         raise AuthFailure("unknown-key", f"The access key id {scope.access_key_id} is not one this service issued.")
+    if region is not None and scope.region != region and not _any_region(scope, request):
+        if scope.service != "s3":
+            message = f"Credential should be scoped to a valid region, not '{scope.region}'."
+        elif presigned:
+            wrong = f"the region '{scope.region}' is wrong; expecting '{region}'"
+            message = f"Error parsing the X-Amz-Credential parameter; {wrong}"
+        else:
+            message = f"The authorization header is malformed; the region '{scope.region}' is wrong; expecting '{region}'"
+        raise AuthFailure("region", message, region=region, presigned=presigned)
     return scope, secret
 
 
-def _verify_header(request, authorization, secrets, now, body_sha256) -> CredentialScope:
+def _any_region(scope: CredentialScope, request: WireRequest) -> bool:
+    """IAM and STS are global; S3's ListBuckets (``GET /``) is answered for us-east-1 too."""
+    if scope.service in GLOBAL_SERVICES:
+        return True
+    return scope.service == "s3" and scope.region == "us-east-1" and request.raw_path in (b"", b"/")
+
+
+def precheck(request: WireRequest, secrets: dict[str, str], now: float, region: str | None = None) -> None:
+    """Everything ``verify`` checks of a header signature that does not need the body's hash (its
+    form, key, region and date), so that a request that cannot pass is refused before its body
+    (up to gigabytes) is read and hashed."""
+    authorization = request.header("authorization")
+    if not authorization:
+        if b"X-Amz-Signature=" not in request.query_string and b"Signature=" not in request.query_string:
+            raise AuthFailure("missing", "the request is not signed: no Authorization header and no X-Amz-Signature")
+        return
+    _header_parts(request, authorization, secrets, now, region)
+
+
+def _header_parts(request, authorization, secrets, now, region):
     match = _AUTH_HEADER.match(authorization.strip())
     if not match and authorization.startswith("AWS "):
         raise AuthFailure("malformed", "Signature Version 2 is not accepted here; sign requests with SigV4")
@@ -172,7 +214,7 @@ def _verify_header(request, authorization, secrets, now, body_sha256) -> Credent
             "malformed",
             "the Authorization header is not 'AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...'",
         )
-    scope, secret = _scope_of(match["credential"], secrets)
+    scope, secret = _scope_of(match["credential"], secrets, region, request)
     amz_date = request.header("x-amz-date")
     if not amz_date:
         raise AuthFailure("malformed", "a signed request needs an X-Amz-Date header")
@@ -183,6 +225,11 @@ def _verify_header(request, authorization, secrets, now, body_sha256) -> Credent
             f"Signature expired: {amz_date} is now earlier or later than the service's clock by more than "
             f"{MAX_CLOCK_SKEW_S // 60} minutes.",
         )
+    return match, scope, secret, amz_date
+
+
+def _verify_header(request, authorization, secrets, now, body_sha256, region) -> CredentialScope:
+    match, scope, secret, amz_date = _header_parts(request, authorization, secrets, now, region)
     declared = request.header("x-amz-content-sha256")
     if body_sha256 is None:
         if not declared:
@@ -193,11 +240,10 @@ def _verify_header(request, authorization, secrets, now, body_sha256) -> Credent
             raise AuthFailure("mismatch", "x-amz-content-sha256 does not match the body that arrived")
         payload = declared or body_sha256
     signed = match["signed"].split(";")
-    s3 = body_sha256 is None
     canonical = "\n".join(
         [
             request.method.upper(),
-            _canonical_uri(request.raw_path, s3),
+            _canonical_uri(request.raw_path, scope.service == "s3"),
             _canonical_query(request.query_string),
             _canonical_headers(request, signed),
             match["signed"],
@@ -208,11 +254,11 @@ def _verify_header(request, authorization, secrets, now, body_sha256) -> Credent
     return scope
 
 
-def _verify_query(request, secrets, now) -> CredentialScope:
+def _verify_query(request, secrets, now, region) -> CredentialScope:
     params = {k: v[0] for k, v in parse_qs(request.query_string.decode("latin-1"), keep_blank_values=True).items()}
     if params.get("X-Amz-Algorithm") != ALGORITHM:
         raise AuthFailure("malformed", f"X-Amz-Algorithm must be {ALGORITHM}")
-    scope, secret = _scope_of(params.get("X-Amz-Credential", ""), secrets)
+    scope, secret = _scope_of(params.get("X-Amz-Credential", ""), secrets, region, request, presigned=True)
     amz_date = params.get("X-Amz-Date", "")
     signed_at = _amz_time(amz_date)
     try:

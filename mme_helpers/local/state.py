@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .private_files import private_folder, tighten, write_private
+
 STATE_FOLDER = "state"
 
 
@@ -109,17 +111,16 @@ class StateStore:
         """The access key pair this state answers to: made once by ``generate()`` and kept, so that
         kernels and scripts holding it keep working across restarts (``reset`` makes a new one)."""
         path = self.root / "credentials.json"
+        if self.root.is_dir():
+            tighten(self.root)  # a state folder left 0755 by an older version
         try:
             stored = json.loads(path.read_text())
             return stored["access_key_id"], stored["secret_access_key"]
         except (OSError, ValueError, KeyError):
             pass
         key, secret = generate()
-        self.root.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(".credentials.tmp")
-        temporary.write_text(json.dumps({"access_key_id": key, "secret_access_key": secret}))
-        temporary.chmod(0o600)
-        os.replace(temporary, path)
+        tighten(private_folder(self.root))
+        write_private(path, json.dumps({"access_key_id": key, "secret_access_key": secret}))
         return key, secret
 
     # everything ----------------------------------------------------------------------------------------
