@@ -80,6 +80,9 @@ class InvocationHandler:
 
     async def _invoke(self, request, body, runtime, request_id, record, endpoint_name) -> tuple[Response, float]:
         headers = request.headers
+        variant = headers.get("x-amzn-sagemaker-target-variant")
+        if variant is not None and variant != runtime.variant:  # AWS refuses a variant the endpoint lacks
+            raise InvokeError(400, "ValidationError", f"Variant {variant} not found for endpoint {endpoint_name}.")
         target = headers.get("x-amzn-sagemaker-target-model")
         if target is not None and runtime.multi_model is False:
             raise InvokeError(

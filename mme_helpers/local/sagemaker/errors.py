@@ -1,4 +1,9 @@
-"""The SageMaker API's error types, as botocore maps them to exception classes."""
+"""The SageMaker API's error types, as botocore maps them to exception classes.
+
+Only the ones AWS really returns here: a missing resource is a ``ValidationException`` for every
+implemented operation (even DescribeTrainingJob, whose documentation lists ResourceNotFound:
+aws/aws-sdk#165), so there is no ResourceNotFound class to raise by mistake.
+"""
 
 from __future__ import annotations
 
@@ -18,16 +23,8 @@ class ValidationException(SageMakerError):
     error_type = "ValidationException"
 
 
-class ResourceNotFound(SageMakerError):
-    error_type = "ResourceNotFound"
-
-
 class ResourceInUse(SageMakerError):
     error_type = "ResourceInUse"
-
-
-class ResourceLimitExceeded(SageMakerError):
-    error_type = "ResourceLimitExceeded"
 
 
 class UnknownOperation(SageMakerError):

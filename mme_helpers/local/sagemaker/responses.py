@@ -1,7 +1,9 @@
 """The SageMaker control plane's JSON 1.1 protocol: ``X-Amz-Target`` in, JSON out.
 
 Requests are checked against botocore's own model of the SageMaker API, so a request that a
-hand-written client gets wrong is refused with the ValidationException AWS would give.
+hand-written client gets wrong is refused with the ValidationException AWS would give: botocore's
+validator for types and unknown members, ``validation`` for every constraint (required, lengths,
+ranges, enums, patterns) in AWS's words. Every answer carries an ``x-amzn-RequestId``, as AWS's do.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +20,7 @@ import botocore.session
 from botocore.validate import ParamValidator
 
 from ..asgi import Request, Response
+from . import validation
 from .backend import SageMakerBackend
 from .errors import SageMakerError, SerializationException, UnknownOperation, ValidationException
 from .listing import ListQuery
@@ -24,30 +28,44 @@ from .listing import ListQuery
 MAX_CONTROL_BODY = 1024 * 1024
 
 
-def error_response(error: SageMakerError) -> Response:
+def new_request_id() -> str:
+    """AWS's request ids are UUID4s."""
+    return str(uuid.uuid4())
+
+
+def error_response(error: SageMakerError, request_id: str | None = None) -> Response:
     return Response.json(
         {"__type": error.error_type, "message": error.message},
         status=error.status,
         content_type="application/x-amz-json-1.1",
-        headers=[(b"x-amzn-errortype", error.error_type.encode())],
+        headers=[
+            (b"x-amzn-errortype", error.error_type.encode()),
+            (b"x-amzn-requestid", (request_id or new_request_id()).encode()),
+        ],
     )
 
 
+# botocore's findings that ``validation`` reports itself, in AWS's words.
+_CHECKED_BY_VALIDATION = {"missing required field", "invalid length", "invalid range"}
+
+
 class _Validator:
-    """Checks request members against botocore's service model (types, required members, lengths)."""
+    """Checks a request against botocore's service model: types and unknown members with botocore's
+    validator, then every constraint of the model with ``validation`` (as AWS words them)."""
 
     def __init__(self):
         self.model = botocore.session.get_session().get_service_model("sagemaker")
         self.validator = ParamValidator()
 
     def check(self, operation: str, params: dict[str, Any]) -> None:
-        try:
-            shape = self.model.operation_model(operation).input_shape
-        except Exception:
-            return
+        shape = self.model.operation_model(operation).input_shape
         report = self.validator.validate(_timestamps_to_datetimes(params, shape), shape)
+        report._errors = [e for e in report._errors if e[0] not in _CHECKED_BY_VALIDATION]
         if report.has_errors():
             raise ValidationException(report.generate_report())
+        violations = validation.request_violations(shape, params)
+        if violations:
+            raise ValidationException(validation.validation_message(violations))
 
 
 def _timestamps_to_datetimes(value, shape):
@@ -80,15 +98,20 @@ class SageMakerResponses:
         self.validator = _Validator()
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="control-plane")
         self.operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            name: getattr(self, name) for name in dir(self) if name[:1].isupper()
+            name: getattr(self, name) for name in self.implemented()
         }
+
+    @classmethod
+    def implemented(cls) -> list[str]:
+        """The operations this control plane answers: its methods named as AWS names them."""
+        return sorted(name for name in dir(cls) if name[:1].isupper())
 
     async def handle(self, request: Request) -> Response:
         operation = request.headers.get("x-amz-target", "").partition(".")[2]
+        request_id = new_request_id()
         try:
             body = await request.read_body(MAX_CONTROL_BODY)
-            handler = self.operations.get(operation)
-            if handler is None:
+            if operation not in self.operations:
                 raise UnknownOperation(f"Operation {operation or '(none)'} is not supported by the local SageMaker.")
             try:
                 params = json.loads(body or b"{}")
@@ -96,13 +119,21 @@ class SageMakerResponses:
                 raise SerializationException(f"The request body is not valid JSON: {exc}") from exc
             if not isinstance(params, dict):
                 raise SerializationException("The request body must be a JSON object.")
-            self.validator.check(operation, params)
             # Off the event loop: a handler may wait for the loop itself (tearing down an endpoint
-            # publishes its last metrics through the service's own CloudWatch).
-            result = await asyncio.get_running_loop().run_in_executor(self.executor, handler, params)
-            return Response.json(result, content_type="application/x-amz-json-1.1")
+            # publishes its last metrics through the service's own CloudWatch), and checking a
+            # large request against the model takes a while.
+            result = await asyncio.get_running_loop().run_in_executor(self.executor, self._call, operation, params)
+            return Response.json(
+                result,
+                content_type="application/x-amz-json-1.1",
+                headers=[(b"x-amzn-requestid", request_id.encode())],
+            )
         except SageMakerError as error:
-            return error_response(error)
+            return error_response(error, request_id)
+
+    def _call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.validator.check(operation, params)
+        return self.operations[operation](params)
 
     # tags ------------------------------------------------------------------------------------
 
