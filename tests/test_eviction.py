@@ -2,17 +2,18 @@
 simulation itself, then the local endpoint checked against it under a skewed request stream."""
 
 import datetime as dt
+import io
+import tarfile
 
 import numpy as np
 import pytest
-from conftest import train_booster
+from conftest import model_tar, train_booster
 from test_endpoint import invoke, make_endpoint, put_model
 
 from mme_helpers import eviction
 from mme_helpers.cloudwatch import metric_counts, metric_series, wait_for_metrics
 from mme_helpers.endpoint import loaded_models
 from mme_helpers.invoke import RequestCounter
-from mme_helpers.sagemaker_hosting import MODEL_SERVER_WORKER_BYTES, RESIDENT_FACTOR, model_memory_budget
 
 
 def test_lru_simulation_evicts_the_least_recently_used():
@@ -38,36 +39,47 @@ def test_capacity_needs_a_positive_size_and_room_for_one():
         eviction.simulate_lru(["a"], capacity=0)
 
 
+# Figures written out by hand, not taken from the code under test: an ml.m5.xlarge has 16 GiB, of
+# which 80 % is for models: 0.8 x 16 x 2^30 = 13,743,895,347 bytes (an ml.m5.large: 8 GiB ->
+# 6,871,947,673). A model-server worker is 68 MB (68,000,000 bytes, benchmarks/bench_worker_memory.py)
+# and a loaded model 1.4 x its file.
+M5_XLARGE_FOR_MODELS = 13_743_895_347
+M5_LARGE_FOR_MODELS = 6_871_947_673
+WORKER = 68_000_000
+
+
 def test_models_that_fit_on_an_instance():
     table = eviction.seed_models_per_instance("ml.m5.xlarge", 84_000)
     by_file, with_worker = table["models that fit"].tolist()
-    budget = model_memory_budget("ml.m5.xlarge")  # 80 % of 16 GiB: the rest is the OS's and the server's
-    assert by_file == budget // 84_000
-    assert with_worker == budget // (84_000 * RESIDENT_FACTOR + MODEL_SERVER_WORKER_BYTES) and 150 < with_worker < 300
+    assert by_file == 163_617  # 13,743,895,347 // 84,000
+    assert with_worker == 201  # 13,743,895,347 // (84,000 x 1.4 + 68,000,000 = 68,117,600)
     aws = eviction.model_memory({}, "ml.m5.xlarge", 84_000)  # AWS reports no budget
-    local = eviction.model_memory({"memory_budget_bytes": 10 * int(84_000 * RESIDENT_FACTOR)}, "ml.m5.xlarge", 84_000)
-    assert aws["capacity (models)"] == with_worker and local["capacity (models)"] == 10
+    local = eviction.model_memory({"memory_budget_bytes": 10 * 117_600}, "ml.m5.xlarge", 84_000)
+    assert aws["capacity (models)"] == 201 and local["capacity (models)"] == 10
+
+
+def model_file_bytes(artifact: bytes) -> int:
+    """The size of the model file inside an uploaded model.tar.gz (what the endpoint loads)."""
+    with tarfile.open(fileobj=io.BytesIO(artifact)) as archive:
+        return sum(member.size for member in archive if member.isfile())
 
 
 def test_an_instance_type_budget_charges_each_loaded_model_its_model_server_worker(ctx, clients):
     """Without an explicit budget an endpoint holds what AWS would: the instance's memory for models
     divided by model plus worker; MME_LOCAL_WORKER_MB sets the worker's share."""
-    booster = train_booster()
+    artifact = model_tar(train_booster())
     name, prefix = make_endpoint(ctx, clients, instance="ml.m5.large")
-    put_model(ctx, clients, prefix, "m.tar.gz", booster)
+    put_model(ctx, clients, prefix, "m.tar.gz", body=artifact)
     invoke(clients, name, "0.5,0.5,0.5,0.5,0.5,0.5")
     loaded = loaded_models(name)
-    assert loaded.attrs["memory_budget_bytes"] == model_memory_budget("ml.m5.large")
-    assert loaded.attrs["worker_bytes"] == MODEL_SERVER_WORKER_BYTES
-    assert (
-        loaded.loc["m.tar.gz", "memory_bytes"]
-        == int(loaded.loc["m.tar.gz", "size_bytes"] * RESIDENT_FACTOR) + MODEL_SERVER_WORKER_BYTES
-    )
+    assert loaded.attrs["memory_budget_bytes"] == M5_LARGE_FOR_MODELS
+    assert loaded.attrs["worker_bytes"] == WORKER
+    assert loaded.loc["m.tar.gz", "memory_bytes"] == int(model_file_bytes(artifact) * 1.4) + WORKER
 
     # a 10 MB budget with 3 MB workers holds 3 small models: the fourth evicts the first
     name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_MEMORY_BUDGET_MB": "10", "MME_LOCAL_WORKER_MB": "3"})
     for i in range(4):
-        put_model(ctx, clients, prefix, f"m{i}.tar.gz", booster)
+        put_model(ctx, clients, prefix, f"m{i}.tar.gz", body=artifact)
         invoke(clients, name, "0.5,0.5,0.5,0.5,0.5,0.5", target=f"m{i}.tar.gz")
     loaded = loaded_models(name)
     assert loaded["evictions"].to_dict() == {"m0.tar.gz": 1, "m1.tar.gz": 0, "m2.tar.gz": 0, "m3.tar.gz": 0}
@@ -77,7 +89,7 @@ def test_the_endpoint_evicts_exactly_as_lru_under_a_skewed_stream(ctx, clients):
     """300 Zipf-distributed requests over 12 models of one size, memory for 4: every model's loads
     and evictions, the hit count in CloudWatch and LoadedModelCount agree with the simulation."""
     booster = train_booster()
-    size = int(len(booster.save_raw("ubj")) * RESIDENT_FACTOR)  # in memory
+    size = int(len(booster.save_raw("ubj")) * 1.4)  # in memory: 1.4 x the model file
     name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_MEMORY_BUDGET_MB": str(4.5 * size / 2**20)})
     targets = [f"m{i:02d}.tar.gz" for i in range(12)]
     for target in targets:

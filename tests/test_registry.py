@@ -1,13 +1,18 @@
-"""The model registry on its own: LRU order, models in use, one load per model, slow loads."""
+"""The model registry on its own: LRU order, models in use, one load per model, slow loads, and the
+concurrency model (the registry touched only from the loop, the disk cache by the model-load threads).
+
+Loads are driven by gates (a download waits until the test opens its gate), never by sleeps."""
 
 import asyncio
 import concurrent.futures
+import shutil
 import threading
-import time
+from collections import OrderedDict
 
 import pytest
 from conftest import model_tar, train_booster
 
+from mme_helpers.local.runtime.disk_cache import DiskCache
 from mme_helpers.local.runtime.registry import (
     InsufficientMemory,
     ModelLoadError,
@@ -21,21 +26,25 @@ from mme_helpers.sagemaker_hosting import RESIDENT_FACTOR
 ARTIFACT = model_tar(train_booster())
 MODEL_SIZE = len(train_booster().save_raw("ubj"))
 MODEL_MEMORY = int(MODEL_SIZE * RESIDENT_FACTOR)
+GATE_TIMEOUT = 10  # a gate never opened fails the test instead of hanging it
 
 
 class Source:
-    """Artifacts by name, counting fetches; ``delay`` makes downloads slow."""
+    """Artifacts by name, counting fetches; a name in ``gated`` downloads only once its gate opens."""
 
-    def __init__(self, artifacts=None, delay=0.0):
+    def __init__(self, artifacts=None, gated=()):
         self.artifacts = artifacts or {}
-        self.delay = delay
         self.fetches: dict[str, int] = {}
         self.lock = threading.Lock()
+        self.gates = {key: threading.Event() for key in gated}
+        self.entered = {key: threading.Event() for key in gated}
 
     def fetch(self, target):
         with self.lock:
             self.fetches[target] = self.fetches.get(target, 0) + 1
-        time.sleep(self.delay)
+        if target in self.gates:
+            self.entered[target].set()
+            assert self.gates[target].wait(GATE_TIMEOUT), f"the gate of {target} was never opened"
         if target not in self.artifacts:
             raise ModelNotFound("bucket", target)
         return self.artifacts[target]
@@ -54,6 +63,24 @@ def run(coroutine):
     return asyncio.run(coroutine)
 
 
+def state(reg, target):
+    return next(model["state"] for model in reg.snapshot()["models"] if model["target"] == target)
+
+
+async def loads_done(reg):
+    """Wait for the loads going on in the background (the registry keeps their tasks)."""
+    await asyncio.wait_for(asyncio.gather(*reg.tasks, return_exceptions=True), GATE_TIMEOUT)
+
+
+async def until(predicate):
+    """Yield to the loop until ``predicate`` holds (the registry's waiters are registered)."""
+    for _ in range(1000):
+        if predicate():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition not met")
+
+
 def test_evicts_the_least_recently_used(tmp_path):
     reg = registry(tmp_path, Source({k: ARTIFACT for k in "abcd"}))
 
@@ -67,7 +94,7 @@ def test_evicts_the_least_recently_used(tmp_path):
         return first, list(reg.memory)
 
     assert run(scenario()) == (["a", "c"], ["c", "d"])
-    assert reg.stats["b"].evictions == 1 and reg.stats["b"].state == "on disk"
+    assert reg.stats["b"].evictions == 1 and state(reg, "b") == "on disk"
 
 
 def test_a_model_in_use_is_not_evicted(tmp_path):
@@ -85,11 +112,14 @@ def test_a_model_in_use_is_not_evicted(tmp_path):
 
 
 def test_concurrent_requests_share_one_load(tmp_path):
-    source = Source({"a": ARTIFACT}, delay=0.2)
+    source = Source({"a": ARTIFACT}, gated="a")
     reg = registry(tmp_path, source)
 
     async def scenario():
-        results = await asyncio.gather(*(reg.acquire("a") for _ in range(20)))
+        requests = [asyncio.ensure_future(reg.acquire("a")) for _ in range(20)]
+        await until(lambda: "a" in reg.loading and reg.loading["a"].waiters == 20)  # all wait on one load
+        source.gates["a"].set()
+        results = await asyncio.gather(*requests)
         return {id(model) for model, _ in results}, [hit for _, hit in results]
 
     models, hits = run(scenario())
@@ -98,13 +128,14 @@ def test_concurrent_requests_share_one_load(tmp_path):
 
 
 def test_a_slow_load_answers_not_ready_and_goes_on(tmp_path):
-    source = Source({"a": ARTIFACT}, delay=0.5)
-    reg = registry(tmp_path, source, load_wait_limit=0.1)
+    source = Source({"a": ARTIFACT}, gated="a")
+    reg = registry(tmp_path, source, load_wait_limit=0.01)
 
     async def scenario():
         with pytest.raises(ModelNotReady):
-            await reg.acquire("a")
-        await asyncio.sleep(0.8)
+            await reg.acquire("a")  # the download is held at its gate: the wait limit passes
+        source.gates["a"].set()
+        await loads_done(reg)
         _, hit = await reg.acquire("a")
         return hit
 
@@ -123,6 +154,22 @@ def test_missing_and_broken_models(tmp_path):
         return reg.loading
 
     assert run(scenario()) == {}  # nothing stuck in "loading"
+    assert state(reg, "broken") == "failed"
+
+
+def test_names_that_are_not_in_s3_leave_no_stats_behind(tmp_path):
+    """A caller can send any TargetModel: the per-model table holds only models whose artifact exists."""
+    reg = registry(tmp_path, Source({"a": ARTIFACT}))
+
+    async def scenario():
+        for number in range(200):
+            with pytest.raises(ModelNotFound):
+                await reg.acquire(f"absent-{number}.tar.gz")
+        await reg.acquire("a")
+        reg.release("a")
+
+    run(scenario())
+    assert list(reg.stats) == ["a"] and [m["target"] for m in reg.snapshot()["models"]] == ["a"]
 
 
 def test_disk_budget_deletes_the_oldest_unpacked_models(tmp_path):
@@ -134,56 +181,158 @@ def test_disk_budget_deletes_the_oldest_unpacked_models(tmp_path):
             reg.release(key)
 
     run(scenario())
-    assert list(reg.disk) == ["b", "c"]
-    assert reg.disk_used <= reg.config.disk_budget
+    on_disk, used = reg.disk.holding()
+    assert on_disk == {"b", "c"} and used <= reg.config.disk_budget
     assert len(list((tmp_path / "cache").iterdir())) == 2
+    assert [state(reg, key) for key in "abc"] == ["in memory"] * 3  # memory keeps serving
 
 
-def test_cache_disabled_unloads_after_each_use(tmp_path):
+def test_cache_disabled_unloads_and_deletes_after_each_use_off_the_loop(tmp_path, monkeypatch):
     source = Source({"a": ARTIFACT})
     reg = registry(tmp_path, source, cache_enabled=False)
+    deleted_from: list[str] = []
+    real_rmtree = shutil.rmtree
+
+    def rmtree(path, *args, **kwargs):
+        deleted_from.append(threading.current_thread().name)
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
 
     async def scenario():
+        loop_thread = threading.current_thread().name
         for _ in range(2):
             await reg.acquire("a")
             reg.release("a")
+        reg.executor.shutdown(wait=True)  # the deletions submitted to the model-load threads are done
+        return loop_thread
 
-    run(scenario())
-    assert source.fetches == {"a": 2} and not reg.memory and not reg.disk
+    loop_thread = run(scenario())
+    assert len(deleted_from) >= 2 and loop_thread not in deleted_from  # never on the event loop
+    assert source.fetches == {"a": 2} and not reg.memory and list((tmp_path / "cache").iterdir()) == []
+    assert reg.disk.holding() == (set(), 0)
 
 
-class GatedSource(Source):
-    """Downloads that finish only when the test opens their gate."""
+class LoopOnly(OrderedDict):
+    """A registry structure that records which threads touch it."""
+
+    threads: set
+
+    def _touch(self):
+        self.threads.add(threading.current_thread().name)
+
+    def __getitem__(self, key):
+        self._touch()
+        return super().__getitem__(key)
+
+    def __setitem__(self, key, value):
+        self._touch()
+        super().__setitem__(key, value)
+
+    def __contains__(self, key):
+        self._touch()
+        return super().__contains__(key)
+
+    def __iter__(self):
+        self._touch()
+        return super().__iter__()
+
+    def get(self, key, default=None):
+        self._touch()
+        return super().get(key, default)
+
+    def pop(self, key, *default):
+        self._touch()
+        return super().pop(key, *default)
+
+
+def test_the_registry_is_touched_only_from_the_event_loop(tmp_path, monkeypatch):
+    """Cold loads, disk trimming, a full disk and evictions: the model-load threads never read or
+    write the registry's memory, loads or stats (README: "How the local service runs")."""
+    disk = int(2.5 * (MODEL_SIZE + len(ARTIFACT)))
+    reg = registry(tmp_path, Source({k: ARTIFACT for k in "abcde"}), models=2.5, disk=disk)
+    threads: set[str] = set()
+    for name in ("memory", "loading", "stats"):
+        watched = LoopOnly(getattr(reg, name))
+        watched.threads = threads
+        setattr(reg, name, watched)
+
+    async def scenario():
+        for key in "abcab":
+            await reg.acquire(key)
+            reg.release(key)
+        _disk_fills_up(monkeypatch, failures=1)
+        await reg.acquire("d")
+        reg.release("d")
+        await reg.acquire("e")
+        reg.release("e")
+        return threading.current_thread().name
+
+    loop_thread = run(scenario())
+    assert threads == {loop_thread}
+
+
+def test_loaded_model_counts_are_pushed_from_the_loop(tmp_path):
+    """The metrics thread reads what the registry pushed (LoadedModelCount), never the registry."""
+    pushed: list[tuple[int, str]] = []
+    reg = ModelRegistry(
+        Source({k: ARTIFACT for k in "abc"}),
+        tmp_path / "cache",
+        RegistryConfig(memory_budget=int(2.5 * MODEL_MEMORY), disk_budget=10**9),
+        concurrent.futures.ThreadPoolExecutor(2),
+        report_loaded=lambda count: pushed.append((count, threading.current_thread().name)),
+    )
+
+    async def scenario():
+        for key in "abc":
+            await reg.acquire(key)
+            reg.release(key)
+        reg.close()
+        return threading.current_thread().name
+
+    loop_thread = run(scenario())
+    assert [count for count, _ in pushed] == [1, 2, 1, 2, 0]  # c evicts a (1), then loads (2); close
+    assert {thread for _, thread in pushed} == {loop_thread}
+
+
+class GatedLoads(Source):
+    """Downloads that finish only when the test opens their gate, and tell when a load is complete."""
 
     def __init__(self, artifacts):
-        super().__init__(artifacts)
-        self.gates = {key: threading.Event() for key in artifacts}
-
-    def fetch(self, target):
-        self.gates[target].wait(10)
-        return super().fetch(target)
+        super().__init__(artifacts, gated=artifacts)
 
 
 def test_a_second_load_finishing_first_cannot_evict_a_model_its_waiters_are_about_to_use(tmp_path):
     """Two cold loads end in the same instant with memory for one model: the first one's waiter is
     pinned before it wakes, so the second load cannot evict the model it is about to use."""
-    source = GatedSource({"a": ARTIFACT, "b": ARTIFACT})
+    source = GatedLoads({"a": ARTIFACT, "b": ARTIFACT})
     reg = registry(tmp_path, source, models=1.5)
+    loaded = threading.Semaphore(0)
+    real = reg._fetch_and_load
+
+    def fetch_and_load(target):
+        try:
+            return real(target)
+        finally:
+            loaded.release()
+
+    reg._fetch_and_load = fetch_and_load
 
     async def use(key):
         model, _ = await reg.acquire(key)
         resident = reg.memory.get(key)
         in_memory = resident is not None and resident.model is model and resident.in_use >= 1
-        await asyncio.sleep(0.01)  # predicting
+        await asyncio.sleep(0)  # predicting: other callbacks run meanwhile
         reg.release(key)
         return in_memory
 
     async def scenario():
         waiting = [asyncio.ensure_future(use(key)) for key in "ab"]
-        await asyncio.sleep(0.05)  # both loads are in flight
+        await until(lambda: all(event.is_set() for event in source.entered.values()))  # both loads in flight
         for gate in source.gates.values():
             gate.set()
-        time.sleep(0.2)  # block the loop: both downloads finish before it resumes
+        for _ in "ab":  # block the loop: both loads finish before it resumes
+            assert loaded.acquire(timeout=GATE_TIMEOUT)
         return await asyncio.gather(*waiting, return_exceptions=True)
 
     results = dict(zip("ab", run(scenario()), strict=True))
@@ -199,13 +348,14 @@ def test_a_second_load_finishing_first_cannot_evict_a_model_its_waiters_are_abou
 
 
 def test_a_waiter_that_gives_up_does_not_keep_the_model_pinned(tmp_path):
-    source = Source({"a": ARTIFACT}, delay=0.3)
-    reg = registry(tmp_path, source, load_wait_limit=0.05)
+    source = Source({"a": ARTIFACT}, gated="a")
+    reg = registry(tmp_path, source, load_wait_limit=0.01)
 
     async def scenario():
         with pytest.raises(ModelNotReady):
             await reg.acquire("a")
-        await asyncio.sleep(0.5)
+        source.gates["a"].set()
+        await loads_done(reg)
         return reg.memory["a"].in_use
 
     assert run(scenario()) == 0  # loaded in the background, nobody holds it: evictable
@@ -215,10 +365,10 @@ def _disk_fills_up(monkeypatch, failures: int):
     """``extract`` hits ENOSPC ``failures`` times, then works again."""
     import errno
 
-    from mme_helpers.local.runtime import registry as registry_module
+    from mme_helpers.local.runtime import disk_cache
     from mme_helpers.local.runtime.artifacts import ArtifactError
 
-    real = registry_module.extract
+    real = disk_cache.extract
     left = {"failures": failures}
 
     def extract(data, folder, limit):
@@ -227,7 +377,7 @@ def _disk_fills_up(monkeypatch, failures: int):
             raise ArtifactError("could not be unpacked") from OSError(errno.ENOSPC, "No space left on device")
         return real(data, folder, limit)
 
-    monkeypatch.setattr(registry_module, "extract", extract)
+    monkeypatch.setattr(disk_cache, "extract", extract)
 
 
 def test_a_full_disk_deletes_cached_copies_and_retries(tmp_path, monkeypatch):
@@ -242,7 +392,7 @@ def test_a_full_disk_deletes_cached_copies_and_retries(tmp_path, monkeypatch):
         return hit
 
     assert run(scenario()) is False
-    assert list(reg.disk) == ["c"]  # the other copies made room
+    assert reg.disk.holding()[0] == {"c"}  # the other copies made room
     assert set(reg.memory) == {"a", "b", "c"}  # models in memory keep serving
 
 
@@ -260,30 +410,53 @@ def test_a_disk_that_stays_full_is_a_clear_error_and_others_keep_serving(tmp_pat
         _, hit = await reg.acquire("a")
         return hit
 
-    assert run(scenario()) is True and reg.loading == {} and "b" not in reg.disk
+    assert run(scenario()) is True and reg.loading == {} and "b" not in reg.disk.holding()[0]
 
 
 def test_a_slow_or_failing_load_does_not_hold_up_other_models(tmp_path):
-    class Mixed(Source):
-        def fetch(self, target):
-            if target == "slow":
-                time.sleep(1.0)
-            return super().fetch(target)
+    source = Source({"slow": ARTIFACT, "fast": ARTIFACT, "broken": b"junk"}, gated=["slow"])
+    reg = registry(tmp_path, source, models=10)
 
-    reg = registry(tmp_path, Mixed({"slow": ARTIFACT, "fast": ARTIFACT, "broken": b"junk"}), models=10)
-
-    async def timed(key):
-        started = time.perf_counter()
+    async def outcome(key):
         try:
             await reg.acquire(key)
-            outcome = "ok"
+            return "ok"
         except ModelLoadError:
-            outcome = "failed"
-        return outcome, time.perf_counter() - started
+            return "failed"
 
     async def scenario():
-        return await asyncio.gather(timed("slow"), timed("broken"), timed("fast"))
+        slow = asyncio.ensure_future(outcome("slow"))
+        others = await asyncio.wait_for(asyncio.gather(outcome("broken"), outcome("fast")), GATE_TIMEOUT)
+        slow_done_before = slow.done()  # the slow download is still held at its gate
+        source.gates["slow"].set()
+        return others, slow_done_before, await slow
 
-    (slow, slow_s), (broken, broken_s), (fast, fast_s) = run(scenario())
-    assert (slow, broken, fast) == ("ok", "failed", "ok")
-    assert fast_s < 0.5 and broken_s < 0.5 and slow_s >= 1.0
+    others, slow_done_before, slow = run(scenario())
+    assert others == ["failed", "ok"] and slow_done_before is False and slow == "ok"
+
+
+# the disk cache on its own ----------------------------------------------------------------------------
+
+
+def test_the_disk_cache_never_deletes_a_copy_a_load_is_reading(tmp_path):
+    size = MODEL_SIZE + len(ARTIFACT)
+    cache = DiskCache(tmp_path / "disk", budget=int(1.5 * size))
+    a = cache.store("a", ARTIFACT)  # checked out: being read
+    b = cache.store("b", ARTIFACT)  # over budget, but a is being read: nothing can go
+    assert cache.holding()[0] == {"a", "b"} and a.folder.exists() and b.folder.exists()
+    cache.checkin(a)
+    cache.checkin(b)
+    assert cache.trim() == 1 and cache.holding()[0] == {"b"} and not a.folder.exists()
+    assert cache.checkout("a") is None and cache.checkout("b") == b
+
+
+def test_the_disk_cache_after_close_deletes_what_it_is_given(tmp_path):
+    from mme_helpers.local.runtime.disk_cache import CacheClosed
+
+    cache = DiskCache(tmp_path / "disk", budget=10**9)
+    cache.checkin(cache.store("a", ARTIFACT))
+    cache.close()
+    assert not (tmp_path / "disk").exists()
+    with pytest.raises(CacheClosed):
+        cache.store("b", ARTIFACT)  # a load that was in flight when the endpoint was deleted
+    assert not any((tmp_path / "disk").glob("*")) and cache.holding() == (set(), 0)

@@ -117,6 +117,26 @@ class MetricsPublisher:
                     traceback.print_exc()
 
 
+class InstanceGauge:
+    """One value per instance of an endpoint, set from the event loop (each model registry pushes
+    its loaded-model count) and read by the metrics thread, which never looks into a registry."""
+
+    def __init__(self, instances: int):
+        self._lock = threading.Lock()
+        self._values = [0.0] * instances
+
+    def setter(self, instance: int) -> Callable[[float], None]:
+        def set_value(value: float) -> None:
+            with self._lock:
+                self._values[instance] = float(value)
+
+        return set_value
+
+    def read(self) -> list[float]:
+        with self._lock:
+            return list(self._values)
+
+
 def _namespace(name: str) -> str:
     return INSTANCE_NAMESPACE if name in INSTANCE_METRICS else ENDPOINT_NAMESPACE
 

@@ -18,6 +18,7 @@ from ...sagemaker_hosting import (
     model_memory_budget,
     split_s3_uri,
 )
+from ..metrics import InstanceGauge
 from .artifacts import ArtifactError, LoadedModel, extract, load_models
 from .registry import ModelNotFound, ModelRegistry, RegistryConfig
 
@@ -60,9 +61,6 @@ class EndpointRuntime:
 
     def instance_for(self, target: str) -> ModelRegistry:
         return self.instances[instance_index(target, len(self.instances))]
-
-    def loaded_counts(self) -> list[float]:
-        return [float(len(instance.memory)) for instance in self.instances]
 
     def snapshot(self) -> dict:
         """Every instance's cache state, models tagged with their instance."""
@@ -138,7 +136,9 @@ class Hosting:
                 raise ValueError(f"a multi-model endpoint needs ModelDataUrl to be an S3 prefix; got '{model_data_url}'")
             cache_enabled = (container.get("MultiModelConfig") or {}).get("ModelCacheSetting", "Enabled") != "Disabled"
             record_metric = self.metrics.recorder(endpoint.name, runtime.variant)
-            for number in range(max(1, int(variant.get("InitialInstanceCount", 1)))):
+            count = max(1, int(variant.get("InitialInstanceCount", 1)))
+            loaded = InstanceGauge(count)  # each registry pushes its count; the metrics thread reads this
+            for number in range(count):
                 runtime.instances.append(
                     ModelRegistry(
                         source=S3Artifacts(self.clients.s3, model_data_url),
@@ -152,9 +152,10 @@ class Hosting:
                         ),
                         executor=self.executor,
                         record_metric=record_metric,
+                        report_loaded=loaded.setter(number),
                     )
                 )
-            self.metrics.add_gauge(endpoint.name, runtime.variant, "LoadedModelCount", runtime.loaded_counts)
+            self.metrics.add_gauge(endpoint.name, runtime.variant, "LoadedModelCount", loaded.read)
         else:
             runtime.model = self._load_single(model_data_url, cache_dir, disk)
         return runtime
@@ -189,6 +190,7 @@ class Hosting:
                 asyncio.run_coroutine_threadsafe(_close(registry), loop).result(timeout=10)
             else:
                 registry.close()
+            registry.disk.close()  # the folders are deleted here, off the loop
         if runtime.cache_dir is not None:
             shutil.rmtree(runtime.cache_dir, ignore_errors=True)
 

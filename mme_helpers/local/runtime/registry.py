@@ -1,18 +1,19 @@
-"""The models of one multi-model endpoint: on disk, in memory, and on their way.
+"""The models of one instance of a multi-model endpoint: in memory, on their way, and their stats.
 
 ``acquire`` returns a loaded model: a warm hit from memory, or a cold load (download to the disk
-cache, unpack, load) that every concurrent request for the same model shares. Memory and disk each
-have a byte budget and evict their least recently used models; a model serving a request is never
-evicted. As on AWS, a cached model is served until evicted even if its S3 object was overwritten.
+cache, unpack, load) that every concurrent request for the same model shares. Memory has a byte
+budget and evicts its least recently used models; a model serving a request is never evicted. As
+on AWS, a cached model is served until evicted even if its S3 object was overwritten.
+
+Who touches what (the README's concurrency table): everything here belongs to the event loop and
+has no lock; the model-load threads run ``_fetch_and_load``, which uses only the artifact source
+and the disk cache (its own object, with its own lock); nothing here is read by another thread (the
+loaded-model count is pushed to the metrics through ``report_loaded``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import hashlib
-import shutil
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .artifacts import ArtifactError, LoadedModel, extract, load_models
+from .artifacts import ArtifactError, LoadedModel, load_models
+from .disk_cache import CachedCopy, DiskCache, DiskFull
 
 
 class ModelNotFound(Exception):
@@ -57,7 +59,8 @@ class ArtifactSource(Protocol):
 
 @dataclass
 class ModelStats:
-    """What AWS does not show per model: hits, misses, loads and their times."""
+    """What AWS does not show per model: hits, misses, loads and their times. Kept only for models
+    whose artifact exists (a request for a name that is not in S3 leaves nothing behind)."""
 
     target: str
     hits: int = 0
@@ -69,12 +72,14 @@ class ModelStats:
     size_bytes: int = 0
     memory_bytes: int = 0
     last_used: float = 0.0
-    state: str = "new"  # loading, in memory, on disk, evicted
+    state: str = "loading"  # loading, in memory, unloaded, failed (the disk cache tells on disk / evicted)
 
 
 @dataclass
 class _Resident:
     model: LoadedModel
+    charge: int
+    copy: CachedCopy
     in_use: int = 0
 
 
@@ -85,13 +90,9 @@ class _Load:
 
     future: asyncio.Future
     waiters: int = 0
+    misses: int = 0
+    last_used: float = 0.0
     pinned: bool = False
-
-
-@dataclass
-class _OnDisk:
-    folder: Path
-    size: int
 
 
 @dataclass
@@ -104,10 +105,9 @@ class LoadTimes:
 @dataclass
 class RegistryConfig:
     memory_budget: int
-    disk_budget: int
+    disk_budget: int  # also the most one artifact may unpack to
     cache_enabled: bool = True
     load_wait_limit: float = 60.0
-    max_artifact_bytes: int = 1 << 30
     # Charged for each loaded model on top of the model itself: on AWS every loaded model has its own
     # model-server worker process, which takes far more memory than a small model (instance_types).
     worker_bytes: int = 0
@@ -121,43 +121,44 @@ class ModelRegistry:
         config: RegistryConfig,
         executor,
         record_metric: Callable[[str, float, str], None] = lambda name, value, unit: None,
+        report_loaded: Callable[[int], None] = lambda count: None,
     ):
         self.source = source
-        self.cache_dir = cache_dir
         self.config = config
         self.executor = executor
         self.record_metric = record_metric
+        self.report_loaded = report_loaded
+        self.disk = DiskCache(cache_dir, config.disk_budget)
         self.memory: OrderedDict[str, _Resident] = OrderedDict()
         self.memory_used = 0
-        self.disk: OrderedDict[str, _OnDisk] = OrderedDict()
-        self.disk_used = 0
-        self.disk_lock = threading.Lock()
         self.loading: dict[str, _Load] = {}
         self.stats: dict[str, ModelStats] = {}
+        self.tasks: set[asyncio.Task] = set()  # loads in flight, kept until done
         self.closed = False
-        cache_dir.mkdir(parents=True, exist_ok=True)
 
     # the request path ------------------------------------------------------------------------------
 
     async def acquire(self, target: str) -> tuple[LoadedModel, bool]:
         """The loaded model and whether it was a cache hit; call ``release`` when done."""
         resident = self.memory.get(target)
-        stats = self.stats.get(target) or self.stats.setdefault(target, ModelStats(target))
-        stats.last_used = time.time()
         if resident is not None:
             self.memory.move_to_end(target)
             resident.in_use += 1
+            stats = self.stats[target]
             stats.hits += 1
+            stats.last_used = time.time()
             return resident.model, True
-        stats.misses += 1
         load = self.loading.get(target)
         if load is None:
             future = asyncio.get_running_loop().create_future()
             future.add_done_callback(lambda f: f.cancelled() or f.exception())
             load = self.loading[target] = _Load(future)
-            stats.state = "loading"
-            asyncio.ensure_future(self._load(target, load))
+            task = asyncio.ensure_future(self._load(target, load))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         load.waiters += 1
+        load.misses += 1
+        load.last_used = time.time()
         waited = time.perf_counter()
         try:
             model = await asyncio.wait_for(asyncio.shield(load.future), self.config.load_wait_limit)
@@ -185,116 +186,85 @@ class ModelRegistry:
         resident.in_use = max(0, resident.in_use - 1)
         if not self.config.cache_enabled and resident.in_use == 0:
             self.unload(target)
-            self._drop_from_disk(target)
+            self.executor.submit(self.disk.discard, resident.copy)  # deleted by a model-load thread
 
     # loading -----------------------------------------------------------------------------------------
 
     async def _load(self, target: str, load: _Load) -> None:
         loop = asyncio.get_running_loop()
-        stats = self.stats[target]
         try:
-            model, times = await loop.run_in_executor(self.executor, self._fetch_and_load, target)
+            model, copy, times = await loop.run_in_executor(self.executor, self._fetch_and_load, target)
+        except ModelNotFound as exc:
+            load.future.set_exception(exc)  # no stats: the name may be anything a caller sent
+            self.loading.pop(target, None)
+            return
+        except Exception as exc:
+            self._stats(target, load).state = "failed"
+            load.future.set_exception(exc)
+            self.loading.pop(target, None)
+            return
+        stats = self._stats(target, load)
+        try:
             if self.closed:
                 raise ModelLoadError("the endpoint is being deleted")
             charge = self._charge(model)
             self._make_room(charge, target)
-            self.memory[target] = _Resident(model, in_use=load.waiters)  # pinned before they wake
-            load.pinned = True
-            self.memory_used += charge
-            stats.loads += 1
-            stats.size_bytes = model.size_bytes
-            stats.memory_bytes = charge
-            stats.load_ms = times.load_s * 1000
-            stats.state = "in memory"
-            if not times.from_disk:
-                stats.download_ms = times.download_s * 1000
-                self.record_metric("ModelDownloadingTime", times.download_s * 1e6, "Microseconds")
-            self.record_metric("ModelLoadingTime", times.load_s * 1e6, "Microseconds")
-            load.future.set_result(model)
-        except Exception as exc:
-            stats.state = "on disk" if target in self.disk else "failed"
+        except ModelLoadError as exc:
+            stats.state = "failed"
             load.future.set_exception(exc)
-        finally:
             self.loading.pop(target, None)
+            return
+        self.memory[target] = _Resident(model, charge, copy, in_use=load.waiters)  # pinned before they wake
+        load.pinned = True
+        self.memory_used += charge
+        self.report_loaded(len(self.memory))
+        stats.loads += 1
+        stats.size_bytes = model.size_bytes
+        stats.memory_bytes = charge
+        stats.load_ms = times.load_s * 1000
+        stats.state = "in memory"
+        if not times.from_disk:
+            stats.download_ms = times.download_s * 1000
+            self.record_metric("ModelDownloadingTime", times.download_s * 1e6, "Microseconds")
+        self.record_metric("ModelLoadingTime", times.load_s * 1e6, "Microseconds")
+        load.future.set_result(model)
+        self.loading.pop(target, None)
 
-    def _folder(self, target: str) -> Path:
-        return self.cache_dir / hashlib.sha256(target.encode()).hexdigest()[:32]
+    def _stats(self, target: str, load: _Load) -> ModelStats:
+        """The model's stats, created once its artifact is known to exist; the load's misses join them."""
+        stats = self.stats.get(target)
+        if stats is None:
+            stats = self.stats[target] = ModelStats(target)
+        stats.misses += load.misses
+        stats.last_used = max(stats.last_used, load.last_used)
+        return stats
 
-    def _fetch_and_load(self, target: str) -> tuple[LoadedModel, LoadTimes]:
-        """Runs in a worker thread: the disk cache, the download and the load."""
+    def _fetch_and_load(self, target: str) -> tuple[LoadedModel, CachedCopy, LoadTimes]:
+        """Runs in a model-load thread: the disk cache, the download and the load. With the cache
+        disabled nothing is reused from disk (AWS deletes a model right after its use)."""
         times = LoadTimes()
-        with self.disk_lock:
-            entry = self.disk.get(target)
-            if entry is not None:
-                self.disk.move_to_end(target)
-        if entry is None:
+        copy = self.disk.checkout(target) if self.config.cache_enabled else None
+        if copy is None:
             started = time.perf_counter()
             data = self.source.fetch(target)
-            folder = self._folder(target)
-            size = self._unpack(target, data, folder)
+            try:
+                copy = self.disk.store(target, data)
+            except DiskFull as exc:
+                raise InsufficientStorage(str(exc)) from exc
+            except ArtifactError as exc:
+                raise ModelLoadError(str(exc)) from exc
             times.download_s = time.perf_counter() - started
-            entry = _OnDisk(folder, size + len(data))
-            with self.disk_lock:
-                self.disk[target] = entry
-                self.disk_used += entry.size
-                self._trim_disk(keep=target)
         else:
             times.from_disk = True
         started = time.perf_counter()
         try:
-            model = load_models(entry.folder)
+            model = load_models(copy.folder)
         except ArtifactError as exc:
             raise ModelLoadError(str(exc)) from exc
+        finally:
+            self.disk.checkin(copy)
         times.load_s = time.perf_counter() - started
-        return model, times
-
-    def _unpack(self, target: str, data: bytes, folder: Path) -> int:
-        """Unpack into the disk cache. A full disk (ENOSPC) first deletes the cached copies of
-        other models, least recently used first (AWS: "deleted from disk only when the disk is
-        full"), then tries once more."""
-        for attempt in (1, 2):
-            shutil.rmtree(folder, ignore_errors=True)
-            try:
-                return extract(data, folder, self.config.max_artifact_bytes)
-            except ArtifactError as exc:
-                if not _disk_full(exc):
-                    raise ModelLoadError(str(exc)) from exc
-                with self.disk_lock:
-                    freed = self._trim_disk(keep=target, limit=0)
-                if attempt == 2 or not freed:
-                    raise InsufficientStorage(
-                        f"no space left on the instance's disk for model {target}, even after deleting "
-                        f"{freed} cached model(s)"
-                    ) from exc
-        raise AssertionError("unreachable")
-
-    def _trim_disk(self, keep: str, limit: int | None = None) -> int:
-        """Delete the least recently used copies on disk until the cache is within ``limit``
-        (default: the disk budget; 0 frees everything it may), never ``keep``'s or one being
-        loaded (caller holds the lock). Models in memory keep serving. Returns how many."""
-        limit = self.config.disk_budget if limit is None else limit
-        deleted = 0
-        for target in list(self.disk):
-            if self.disk_used <= limit:
-                break
-            if target == keep or target in self.loading:
-                continue
-            entry = self.disk.pop(target)
-            self.disk_used -= entry.size
-            shutil.rmtree(entry.folder, ignore_errors=True)
-            deleted += 1
-            if target in self.stats and target not in self.memory:
-                self.stats[target].state = "evicted"
-        return deleted
-
-    def _drop_from_disk(self, target: str) -> None:
-        with self.disk_lock:
-            entry = self.disk.pop(target, None)
-            if entry is not None:
-                self.disk_used -= entry.size
-        if entry is not None:
-            shutil.rmtree(entry.folder, ignore_errors=True)
-            self.stats[target].state = "evicted"
+        return model, copy, times
 
     # memory ----------------------------------------------------------------------------------------------
 
@@ -325,37 +295,38 @@ class ModelRegistry:
         resident = self.memory.pop(target, None)
         if resident is None:
             return False
-        self.memory_used -= self._charge(resident.model)
+        self.memory_used -= resident.charge
+        self.report_loaded(len(self.memory))
         stats = self.stats[target]
         stats.evictions += 1
-        stats.state = "on disk" if target in self.disk else "evicted"
+        stats.state = "unloaded"
         del resident
         self.record_metric("ModelUnloadingTime", (time.perf_counter() - started) * 1e6, "Microseconds")
         return True
 
     # inspection and shutdown --------------------------------------------------------------------------
 
+    def state_of(self, stats: ModelStats, on_disk: set[str]) -> str:
+        if stats.state in ("unloaded", "failed") and stats.target in on_disk:
+            return "on disk"
+        return "evicted" if stats.state == "unloaded" else stats.state
+
     def snapshot(self) -> dict:
+        on_disk, disk_used = self.disk.holding()
         return {
             "memory_budget_bytes": self.config.memory_budget,
             "memory_used_bytes": self.memory_used,
             "worker_bytes": self.config.worker_bytes,
             "disk_budget_bytes": self.config.disk_budget,
-            "disk_used_bytes": self.disk_used,
+            "disk_used_bytes": disk_used,
             "loaded_models": list(self.memory),
-            "models": [vars(s).copy() for s in self.stats.values()],
+            "models": [{**vars(s), "state": self.state_of(s, on_disk)} for s in self.stats.values()],
         }
 
     def close(self) -> None:
+        """Forget the models in memory (on the loop); the disk cache is deleted by ``disk.close``,
+        off the loop. A load still in flight ends with "the endpoint is being deleted"."""
         self.closed = True
         self.memory.clear()
         self.memory_used = 0
-        with self.disk_lock:
-            self.disk.clear()
-            self.disk_used = 0
-        shutil.rmtree(self.cache_dir, ignore_errors=True)
-
-
-def _disk_full(error: BaseException) -> bool:
-    cause = error.__cause__
-    return isinstance(cause, OSError) and cause.errno == errno.ENOSPC
+        self.report_loaded(0)
