@@ -524,3 +524,11 @@ def test_an_unknown_target_variant_is_refused(ctx, clients):
         assert "Green" in response["Error"]["Message"]
     finally:
         sm.delete_endpoint(EndpointName=name)
+
+
+def test_the_readme_lists_the_implemented_operations():
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    paragraph = readme[readme.index("The SageMaker control plane implements") :].split("; any other operation")[0]
+    assert sorted(re.findall(r"`(\w+)`", paragraph)) == OPERATIONS
