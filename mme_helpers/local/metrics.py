@@ -30,9 +30,12 @@ class MetricsPublisher:
     def start(self) -> None:
         self.thread.start()
 
-    def stop(self) -> None:
-        """Stop publishing (the local CloudWatch goes down with the service)."""
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop publishing, and wait for a publication under way (the service is stopping: the
+        local CloudWatch goes down with it, so what is pending has nowhere to go)."""
         self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout)
 
     def recorder(self, endpoint: str, variant: str) -> Callable[[str, float, str], None]:
         """A function that records one datapoint of one endpoint's metric."""

@@ -1,7 +1,9 @@
 """The service's state on disk (``<home>/state``), so that it survives ``stop``/``start`` and a
 ``kill -9``: every SageMaker resource as one JSON file, every S3 object as a data file and a JSON
-file of its key and metadata. A write is a new file renamed into place, so a process killed
-mid-write leaves the previous version, never half of one.
+file of its key and metadata. A write is a new file, flushed to the disk (``fsync``), renamed into
+place, and then the rename itself flushed (``fsync`` of the folder): a process killed mid-write
+leaves the previous version, never half of one, and what was written before an answer went out
+survives a power cut or a reboot too. A delete is flushed the same way.
 """
 
 from __future__ import annotations
@@ -20,11 +22,57 @@ from .private_files import private_folder, tighten, write_private
 STATE_FOLDER = "state"
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+def _sync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename, a new or deleted file) to the disk."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_folder(folder: Path) -> None:
+    """``mkdir -p``, each new folder's entry flushed in its parent (else a reboot can lose the folder
+    and every file in it)."""
+    if folder.is_dir():
+        return
+    _make_folder(folder.parent)
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        return
+    _sync_folder(folder.parent)
+
+
+def _write_atomically(path: Path, data: bytes, *more: tuple[Path, bytes]) -> None:
+    """Write each file whole and synced under a temporary name, rename them into place in order,
+    then sync their folder once (``more``: further files of the same folder)."""
+    _make_folder(path.parent)
+    renames = []
+    for target, content in ((path, data), *more):
+        temporary = target.with_name(f".{target.name}.{threading.get_ident()}.tmp")
+        with open(temporary, "wb") as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())
+        renames.append((temporary, target))
+    for temporary, target in renames:
+        os.replace(temporary, target)
+    _sync_folder(path.parent)
+
+
+def _remove(*paths: Path) -> None:
+    """Delete files (missing ones are fine) and flush their folders."""
+    removed = False
+    for path in paths:
+        try:
+            path.unlink()
+            removed = True
+        except FileNotFoundError:
+            pass
+    if removed:
+        for folder in dict.fromkeys(path.parent for path in paths):
+            _sync_folder(folder)
 
 
 def _name(text: str) -> str:
@@ -44,7 +92,7 @@ class StateStore:
         _write_atomically(self.sagemaker / kind / f"{_name(name)}.json", json.dumps(record).encode())
 
     def drop_resource(self, kind: str, name: str) -> None:
-        (self.sagemaker / kind / f"{_name(name)}.json").unlink(missing_ok=True)
+        _remove(self.sagemaker / kind / f"{_name(name)}.json")
 
     def resources(self, kind: str) -> list[dict[str, Any]]:
         folder = self.sagemaker / kind
@@ -67,19 +115,23 @@ class StateStore:
         )
 
     def drop_bucket(self, bucket: str) -> None:
-        shutil.rmtree(self._bucket_folder(bucket), ignore_errors=True)
+        folder = self._bucket_folder(bucket)
+        if folder.exists():
+            _remove(folder / "bucket.json")  # first: without it the folder is not restored
+            shutil.rmtree(folder, ignore_errors=True)
+            _sync_folder(self.s3)
 
     def save_object(self, bucket: str, key: str, data: bytes, metadata: dict[str, str]) -> None:
         folder = self._bucket_folder(bucket) / "objects"
         name = _name(key)
-        _write_atomically(folder / f"{name}.data", data)
-        _write_atomically(folder / f"{name}.json", json.dumps({"key": key, "metadata": metadata}).encode())
+        # the data is renamed into place before its record: a record always finds its data whole
+        record = json.dumps({"key": key, "metadata": metadata}).encode()
+        _write_atomically(folder / f"{name}.data", data, (folder / f"{name}.json", record))
 
     def drop_object(self, bucket: str, key: str) -> None:
         folder = self._bucket_folder(bucket) / "objects"
         name = _name(key)
-        (folder / f"{name}.json").unlink(missing_ok=True)  # first: without it the data file is ignored
-        (folder / f"{name}.data").unlink(missing_ok=True)
+        _remove(folder / f"{name}.json", folder / f"{name}.data")  # the record first: without it the data is ignored
 
     def buckets(self) -> list[dict[str, str]]:
         found = []

@@ -27,6 +27,13 @@ DISK_OVERRIDE = "MME_LOCAL_DISK_BUDGET_MB"
 WORKER_OVERRIDE = "MME_LOCAL_WORKER_MB"
 WAIT_OVERRIDE = "MME_LOCAL_MODEL_WAIT_SECONDS"  # how long a request waits for a loading model (AWS: 60 s)
 MB = 1 << 20
+CACHE_FOLDER = "endpoints"  # <home>/endpoints/<endpoint>-<id>: each runtime's disk cache
+
+
+def remove_caches(home: Path) -> None:
+    """Every endpoint's disk cache: at start, before any runtime exists (a killed service leaves
+    its caches behind), and at ``reset``."""
+    shutil.rmtree(home / CACHE_FOLDER, ignore_errors=True)
 
 
 class S3Artifacts:
@@ -121,7 +128,7 @@ class Hosting:
         worker_default = 0 if MEMORY_OVERRIDE in environment else MODEL_SERVER_WORKER_BYTES / MB
         worker = int(float(environment.get(WORKER_OVERRIDE, worker_default)) * MB)
         multi_model = container.get("Mode", "SingleModel") == "MultiModel"
-        cache_dir = self.home / "endpoints" / f"{endpoint.name}-{uuid.uuid4().hex[:8]}"
+        cache_dir = self.home / CACHE_FOLDER / f"{endpoint.name}-{uuid.uuid4().hex[:8]}"
         runtime = EndpointRuntime(
             name=endpoint.name,
             region=self.region,
