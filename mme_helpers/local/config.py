@@ -69,17 +69,40 @@ def new_credentials() -> tuple[str, str]:
     return "LKIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30)
 
 
+# Where the SDK config schema (v2's sagemaker.config, v3's sagemaker.core.config) takes the role
+# SageMaker runs a job or model as: a script that passes no role gets the service's, as on a
+# SageMaker notebook instance (v3's ModelTrainer reads TrainingJob.RoleArn before the caller identity).
+ROLE_CONFIG_PATHS = (
+    ("TrainingJob", "RoleArn"),
+    ("Model", "ExecutionRoleArn"),
+    ("ProcessingJob", "RoleArn"),
+    ("CompilationJob", "RoleArn"),
+    ("EdgePackagingJob", "RoleArn"),
+    ("AutoMLJob", "RoleArn"),
+    ("AutoMLJobV2", "RoleArn"),
+    ("FeatureGroup", "RoleArn"),
+    ("Pipeline", "RoleArn"),
+    ("MonitoringSchedule", "MonitoringScheduleConfig", "MonitoringJobDefinition", "RoleArn"),
+)
+ROLE_VARIABLE = "MME_LOCAL_ROLE_ARN"  # no SDK reads a role from the environment: this is for scripts
+
+
 def sdk_config_yaml(region: str) -> str:
-    """The SageMaker SDK config: no telemetry, and a default bucket without an STS call."""
-    return (
-        "SchemaVersion: '1.0'\n"
-        "SageMaker:\n"
-        "  PythonSDK:\n"
-        "    Modules:\n"
-        "      TelemetryOptOut: true\n"
-        "      Session:\n"
-        f"        DefaultS3Bucket: {default_bucket(region)}\n"
-    )
+    """The SageMaker SDK config: no telemetry, a default bucket without an STS call, and the
+    service's role as the default execution role."""
+    lines = [
+        "SchemaVersion: '1.0'",
+        "SageMaker:",
+        "  PythonSDK:",
+        "    Modules:",
+        "      TelemetryOptOut: true",
+        "      Session:",
+        f"        DefaultS3Bucket: {default_bucket(region)}",
+    ]
+    for path in ROLE_CONFIG_PATHS:
+        lines += [f"{'  ' * (depth + 1)}{key}:" for depth, key in enumerate(path[:-1])]
+        lines.append(f"{'  ' * len(path)}{path[-1]}: {ROLE_ARN}")
+    return "\n".join(lines) + "\n"
 
 
 def client_environment(info: ServiceInfo, home: Path) -> dict[str, str]:
@@ -94,6 +117,7 @@ def client_environment(info: ServiceInfo, home: Path) -> dict[str, str]:
         "AWS_EC2_METADATA_DISABLED": "true",
         "SAGEMAKER_USER_CONFIG_OVERRIDE": str(home / SDK_CONFIG_FILE),
         "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
+        ROLE_VARIABLE: ROLE_ARN,
     }
     for service in ("S3", "SAGEMAKER", "SAGEMAKER_RUNTIME", "STS", "IAM", "CLOUDWATCH", "CLOUDWATCH_LOGS"):
         env[f"AWS_ENDPOINT_URL_{service}"] = url

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from .endpoint_lifecycle import EndpointLifecycle, HostingService
@@ -70,8 +71,10 @@ class SageMakerBackend:
         training: TrainingService | None = None,
         hosting: HostingService | None = None,
         store: ResourceStore | None = None,
+        assumable_role: Callable[[str], bool] | None = None,
     ):
         self.region = region
+        self.assumable_role = assumable_role  # IAM's answer: can SageMaker assume this role? (None: not checked)
         self.training = training
         self.hosting = hosting
         self.persistence = ResourcePersistence(store)
@@ -191,12 +194,21 @@ class SageMakerBackend:
         else:
             self.tags.pop(resource_arn, None)
 
+    def _check_role(self, role_arn: str | None) -> None:
+        """SageMaker refuses a role that does not exist or does not trust it, in AWS's words."""
+        if role_arn and self.assumable_role is not None and not self.assumable_role(role_arn):
+            raise ValidationException(
+                f"Could not assume role {role_arn}. Please ensure that the role exists and allows principal "
+                "'sagemaker.amazonaws.com' to assume the role."
+            )
+
     # training jobs -----------------------------------------------------------------------------
 
     def create_training_job(self, request: dict[str, Any]) -> TrainingJob:
         name = request["TrainingJobName"]
         check_name(name, "trainingJobName")
         tags = _checked_tags(request.get("Tags"))
+        self._check_role(request.get("RoleArn"))
         with self.lock:
             if name in self.training_jobs:
                 raise ResourceInUse(
@@ -288,6 +300,7 @@ class SageMakerBackend:
         name = request["ModelName"]
         check_name(name, "modelName")
         tags = _checked_tags(request.get("Tags"))
+        self._check_role(request.get("ExecutionRoleArn"))
         with self.lock:
             model_arn = arn(self.region, "model", name)
             if name in self.models:
