@@ -18,14 +18,13 @@ import time
 from pathlib import Path
 from urllib.parse import unquote
 
-from . import execution_role, iam_simulation
 from .asgi import Request, Response
-from .auth import Authenticator, denied, protocol_of
+from .auth import Authenticator, aws_error, denied, protocol_of
 from .aws_clients import ServiceClients
-from .config import HOST, SDK_CONFIG_FILE, ServiceInfo, default_bucket, new_credentials, sdk_config_yaml
+from .config import HOST, ROLE_NAME, SDK_CONFIG_FILE, ServiceInfo, default_bucket, new_credentials, sdk_config_yaml
 from .metrics import MetricsPublisher
 from .private_files import private_folder
-from .runtime.hosting import Hosting
+from .runtime.hosting import Hosting, remove_caches
 from .runtime.invocations import MAX_PAYLOAD, InvocationHandler, endpoint_name_from_path
 from .s3_mirror import S3Mirror, change_of
 from .sagemaker.errors import UnknownOperation
@@ -37,6 +36,13 @@ from .state import StateStore
 
 MAX_SIGNED_BODY = 64 * 1024 * 1024  # non-S3 bodies are read whole to check their hash
 MOTO_IN_MEMORY_OBJECT_BYTES = 64 * 1024
+RETRY_AFTER_S = 1  # what a request that comes while the state is being restored is told
+
+ASSUME_ROLE_POLICY = (
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"sagemaker.amazonaws.com"},'
+    '"Action":"sts:AssumeRole"}]}'
+)
+
 
 def moto_application():
     """moto's own server app (the one ``moto_server`` runs), as ASGI."""
@@ -48,7 +54,29 @@ def moto_application():
     # under its routing lock; the list never changes while the service runs
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules
-    return WSGIMiddleware(DomainDispatcherApplication(create_backend_app), workers=8)
+    return WSGIMiddleware(DomainDispatcherApplication(_with_s3_bodies_as_sent(create_backend_app)), workers=8)
+
+
+def _with_s3_bodies_as_sent(create_backend_app):
+    """moto's app maker, its S3 app reading a body as the bytes sent whatever the Content-Type.
+
+    werkzeug parses a ``application/x-www-form-urlencoded`` body as a form and leaves moto an empty
+    body: a PUT sent by ``curl -d`` or ``urllib`` stored an empty object. S3 reads forms only in a
+    POST (a browser's upload); everything else is data."""
+    from moto.moto_server.werkzeug_app import BackendRequest
+
+    class S3Request(BackendRequest):
+        @property
+        def want_form_data_parsed(self) -> bool:
+            return self.method == "POST" and bool(self.environ.get("CONTENT_TYPE"))
+
+    def create(service):
+        app = create_backend_app(service)
+        if service == "s3":
+            app.request_class = S3Request
+        return app
+
+    return create
 
 
 class LocalAWS:
@@ -58,27 +86,26 @@ class LocalAWS:
         self.info = info
         self.home = home
         self.started = time.time()
-        self.ready = False
+        self.ready = False  # until the state is restored and the account set up: 503 to everyone else
+        self.failed: str | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.clients = ServiceClients(info.url, info.region, info.access_key_id, info.secret_access_key)
+        # the service's own requests (bootstrap, metrics, model loads, training) sign with a key of
+        # their own, never published: they are served while the state is being restored
+        self.own_key, own_secret = new_credentials()
+        self.clients = ServiceClients(info.url, info.region, self.own_key, own_secret)
         self.metrics = MetricsPublisher(self.clients)
         self.training = TrainingRunner(self.clients, workers=training_workers)
         self.hosting = Hosting(self.clients, home, info.region, self.metrics, lambda: self.loop)
         self.store = StateStore(home)
         self.s3_mirror = S3Mirror(self.store)
         self.state_writer = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="state")
-        self.backend = SageMakerBackend(
-            info.region,
-            training=self.training,
-            hosting=self.hosting,
-            store=self.store,
-            assumable_role=iam_simulation.assumable_by_sagemaker,
-        )
+        self.backend = SageMakerBackend(info.region, training=self.training, hosting=self.hosting, store=self.store)
         self.training.backend = self.backend
         self.control_plane = SageMakerResponses(self.backend)
         self.invocations = InvocationHandler(self.backend, self.metrics, info.region, self.hosting.executor)
         self.moto = moto_application()
         self.authenticator = Authenticator(info.access_key_id, info.secret_access_key, info.region)
+        self.authenticator.secrets[self.own_key] = own_secret
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -92,12 +119,13 @@ class LocalAWS:
         if refusal is not None:
             await refusal.send(send)
             return
+        if not self.ready and not request.path.startswith("/_local/") and not self._own(service_scope):
+            await self._not_ready(request, service_scope).send(send)
+            return
         if request.path.startswith("/_local/"):
             response = self._admin(request)
         elif service_scope is not None and service_scope.service == "sagemaker":
             response = await self._sagemaker(request)
-        elif service_scope is not None and service_scope.service == "iam" and iam_simulation.is_simulation(request):
-            response = iam_simulation.simulate_principal_policy(request)  # moto has no policy simulator
         else:
             await self._moto(scope, request, receive, send, service_scope)
             return
@@ -108,7 +136,7 @@ class LocalAWS:
         hears of it (so that it survives a kill -9)."""
         receive = request.replay() if request.body_read else receive
         change = None
-        if service_scope is not None and service_scope.service == "s3":
+        if service_scope is None or service_scope.service == "s3":  # no SigV4 scope: S3's SigV2 query signature
             change = change_of(request.method, request.raw_path, request.query_string)
         if change is None:
             await self.moto(scope, receive, send)
@@ -148,6 +176,22 @@ class LocalAWS:
         if too_large is not None and not invocation:  # the runtime answers its own 413, as AWS's
             return Response.json({"message": f"request body over {too_large.limit:,} bytes"}, status=413)
         return None
+
+    def _own(self, service_scope) -> bool:
+        return service_scope is not None and service_scope.access_key_id == self.own_key
+
+    def _not_ready(self, request: Request, service_scope) -> Response:
+        """Until the state is restored, a request would see half of it (and a restored object could
+        land over a newer PUT): 503, which every AWS SDK retries, with when to retry."""
+        response = aws_error(
+            protocol_of(request, service_scope),
+            503,
+            "ServiceUnavailable",
+            "The local service is restoring its state; retry in a moment.",
+        )
+        # the body is not read: the connection is closed after the answer, not left mid-request
+        response.headers += [(b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close")]
+        return response
 
     async def _sagemaker(self, request: Request) -> Response:
         endpoint_name = endpoint_name_from_path(request.raw_path) if request.method == "POST" else None
@@ -189,30 +233,58 @@ class LocalAWS:
                 threading.Thread(target=self._bootstrap, name="bootstrap", daemon=True).start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self.metrics.stop()
-                self.training.shutdown()
+                # in a thread: a runtime's registries are closed on the loop, which must stay free
+                await asyncio.get_running_loop().run_in_executor(None, self._shut_down)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def _shut_down(self) -> None:
+        """After the last request has been answered (uvicorn waits for them): nothing acknowledged
+        left unwritten, nothing left running. The metrics thread stops first (CloudWatch goes with
+        the process: there is nowhere to flush to); training stops (a running job is failed with
+        the reason at the next start); every endpoint's runtime is closed and its disk cache
+        deleted; pending state writes are drained."""
+        self.metrics.stop()
+        self.training.shutdown()
+        self.backend.shutdown(wait=True)  # provisioning under way finishes (its runtime is torn down next)
+        with self.backend.lock:
+            runtimes = [e.runtime for e in self.backend.endpoints.values() if e.runtime is not None]
+        for runtime in runtimes:
+            self.hosting.teardown(runtime, metrics=False)
+        self.hosting.executor.shutdown(wait=True, cancel_futures=True)
+        self.state_writer.shutdown(wait=True)
+        plural = "" if len(runtimes) == 1 else "s"
+        print(f"stopping: tore down {len(runtimes)} endpoint runtime{plural}, state writes drained", flush=True)
+
     def _bootstrap(self) -> None:
-        """The account's starting state: the role SageMaker runs as, and the SDK's default bucket."""
+        """The stored state back, then the account's starting state: the role SageMaker runs as,
+        and the SDK's default bucket. Until it is done, only the service's own requests are served."""
         try:
+            remove_caches(self.home)  # no runtime exists yet: every cache folder is a dead service's
             objects = self.s3_mirror.restore()
             endpoints = self.backend.restore()
             if objects or endpoints:
                 print(f"restored {objects} S3 objects and the SageMaker resources from {self.store.root}", flush=True)
             self.training.warm_up()
-            execution_role.ensure(self.clients.iam)
+            iam = self.clients.iam
+            try:
+                iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=ASSUME_ROLE_POLICY)
+            except iam.exceptions.EntityAlreadyExistsException:
+                pass
             s3 = self.clients.s3
             bucket = default_bucket(self.info.region)
+            # S3 refuses us-east-1 as a LocationConstraint: there, a bucket is created without one
+            location = {} if self.info.region == "us-east-1" else {"LocationConstraint": self.info.region}
             try:
-                s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": self.info.region})
+                s3.create_bucket(Bucket=bucket, **({"CreateBucketConfiguration": location} if location else {}))
             except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
                 pass
             self.backend.provision_restored(endpoints)
             self.ready = True
-        except Exception as exc:  # the service still serves; the log says what went wrong
+        except Exception as exc:  # the log says what went wrong, and the service stops (start reports it)
+            self.failed = repr(exc)
             print(f"bootstrap failed: {exc!r}", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _unbuffered_object_files() -> None:
@@ -278,6 +350,9 @@ def serve(home: Path, port: int, region: str, training_workers: int | None = Non
     server = uvicorn.Server(config)
     print(f"local AWS service listening on {info.url} (pid {info.pid}, region {region})", flush=True)
     info.save(home)
+    # uvicorn handles SIGTERM while it serves (it stops taking requests, lets those under way finish,
+    # then runs the lifespan shutdown: LocalAWS._shut_down) and raises it again once done: to this
+    # handler, so that the process exits 0 rather than dying of the signal
     signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
     try:
         server.run(sockets=[sock])
@@ -286,3 +361,5 @@ def serve(home: Path, port: int, region: str, training_workers: int | None = Non
         if current is not None and current.pid == os.getpid():
             (home / "service.json").unlink(missing_ok=True)
         print("local AWS service stopped", flush=True)
+    if app.failed is not None:
+        raise SystemExit(1)
