@@ -23,6 +23,7 @@ from .auth import Authenticator, aws_error, denied, protocol_of
 from .aws_clients import ServiceClients
 from .config import HOST, ROLE_NAME, SDK_CONFIG_FILE, ServiceInfo, default_bucket, new_credentials, sdk_config_yaml
 from .metrics import MetricsPublisher
+from .moto_guard import answering_unknown_operations, guarded_moto
 from .private_files import private_folder
 from .runtime.hosting import Hosting, remove_caches
 from .runtime.invocations import MAX_PAYLOAD, InvocationHandler, endpoint_name_from_path
@@ -46,7 +47,6 @@ ASSUME_ROLE_POLICY = (
 
 def moto_application():
     """moto's own server app (the one ``moto_server`` runs), as ASGI."""
-    from a2wsgi import WSGIMiddleware
     from moto import backends
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
@@ -54,7 +54,9 @@ def moto_application():
     # under its routing lock; the list never changes while the service runs
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules
-    return WSGIMiddleware(DomainDispatcherApplication(_with_s3_bodies_as_sent(create_backend_app)), workers=8)
+    # S3 bodies checked against their signed hash; what moto cannot do answered in the caller's protocol
+    create = answering_unknown_operations(_with_s3_bodies_as_sent(create_backend_app))
+    return guarded_moto(DomainDispatcherApplication(create))
 
 
 def _with_s3_bodies_as_sent(create_backend_app):
