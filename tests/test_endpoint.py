@@ -352,6 +352,24 @@ def test_lru_eviction_under_a_small_memory_budget(ctx, clients):
     assert state.attrs["memory_used_bytes"] <= state.attrs["memory_budget_bytes"]
 
 
+def test_the_disk_budget_keeps_the_most_recently_used_copies(ctx, clients):
+    """MME_LOCAL_DISK_BUDGET_MB: a copy on disk is its archive plus its unpacked file; a budget of 2.5
+    copies keeps the two most recent ones (models in memory keep serving)."""
+    artifact = model_tar(train_booster())
+    copy = len(artifact) + len(train_booster().save_raw("ubj"))
+    budget_mb = str(2.5 * copy / 2**20)
+    name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_DISK_BUDGET_MB": budget_mb})
+    for key in "abc":
+        put_model(ctx, clients, prefix, f"{key}.tar.gz", body=artifact)
+        invoke(clients, name, "1,2,3,4,5,6", f"{key}.tar.gz", ContentType="text/csv")
+    state = loaded_models(name)
+    assert state.attrs["disk_budget_bytes"] == int(float(budget_mb) * 2**20)
+    assert state.attrs["disk_used_bytes"] == 2 * copy
+    assert state.attrs["loaded_models"] == ["a.tar.gz", "b.tar.gz", "c.tar.gz"]
+    clients.s3.delete_object(Bucket=ctx.bucket, Key=prefix + "a.tar.gz")
+    assert json.loads(invoke(clients, name, "1,2,3,4,5,6", "a.tar.gz", ContentType="text/csv")[0])  # from memory
+
+
 def test_model_larger_than_the_budget_is_a_clear_error(ctx, clients):
     name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_MEMORY_BUDGET_MB": "0.001"})
     put_model(ctx, clients, prefix, "big.tar.gz")
