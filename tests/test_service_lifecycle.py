@@ -175,3 +175,21 @@ def test_a_reused_pid_is_never_signalled(tmp_path, stranger):
         assert was_started and started.pid != stranger.pid and stranger.poll() is None
     finally:
         lifecycle.stop(home)
+
+
+def test_a_service_served_by_hand_for_the_default_home_is_stopped(tmp_path):
+    """`python -m mme_helpers.local serve` with the home from $MME_LOCAL_HOME (no --home in its
+    command line) is still recognised as the home's service."""
+    env = {**os.environ, config.HOME_VARIABLE: str(tmp_path)}
+    process = subprocess.Popen([*CLI, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while lifecycle.running_service(tmp_path) is None:
+            assert process.poll() is None and time.monotonic() < deadline, "the service did not come up"
+            time.sleep(0.1)
+        assert lifecycle.stop(tmp_path).pid == process.pid
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

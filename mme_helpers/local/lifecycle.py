@@ -52,13 +52,12 @@ def _pid_alive(pid: int) -> bool:
 
 def _command_line(pid: int) -> list[str] | None:
     """A process's arguments (None: no such process, or not ours to read)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as file:
-            return [part.decode(errors="replace") for part in file.read().split(b"\0") if part]
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return None
+    if os.path.isdir("/proc/self"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as file:
+                return [part.decode(errors="replace") for part in file.read().split(b"\0") if part]
+        except OSError:
+            return None
     try:  # no /proc (macOS): ps says the same
         listed = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
@@ -75,10 +74,14 @@ def is_service(info: ServiceInfo, home: Path) -> bool:
     arguments = _command_line(info.pid)
     if not arguments or "mme_helpers.local" not in arguments or "serve" not in arguments:
         return False
-    try:
-        given = arguments[arguments.index("--home") + 1]
-    except (ValueError, IndexError):
-        return False
+    given = None
+    for position, argument in enumerate(arguments):
+        if argument == "--home" and position + 1 < len(arguments):
+            given = arguments[position + 1]
+        elif argument.startswith("--home="):
+            given = argument.partition("=")[2]
+    if given is None:  # `serve` run by hand for the default home: its pid wrote this service.json
+        return True
     return Path(given).resolve() == Path(home).resolve()
 
 
