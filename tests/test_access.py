@@ -69,7 +69,7 @@ def test_a_forged_signature_on_an_over_size_body_is_403_whether_or_not_the_endpo
     assert answers == [(403, "InvalidSignatureException")] * 2
 
 
-def test_an_unknown_key_on_an_over_size_body_is_403_before_the_body_is_read(service, endpoint):
+def test_an_unknown_key_on_an_over_size_body_is_403(service, endpoint):
     url = invocation(service, endpoint)
     headers = signed_headers(forged(service, "AKIAIOSFODNN7EXAMPLE"), "POST", url, OVER_6_MB, HEADERS)
     response = requests.post(url, data=OVER_6_MB, headers=headers)
