@@ -39,6 +39,7 @@ class Ledger:
     maybe: dict[str, bytes | None] = field(default_factory=dict)
     puts: int = 0
     deletes: int = 0
+    by_writer: dict[str, int] = field(default_factory=dict)  # acknowledged requests of each kind of writer
 
 
 def _clients(info):
@@ -79,9 +80,10 @@ def _write(kind: str, info, clients, bucket: str, key: str, value: bytes | None)
     return status in (200, 204)
 
 
-def _writer(kind, info, bucket, ledger: Ledger, lock: threading.Lock, stop: threading.Event, seed: int) -> None:
+def _writer(kind, info, bucket, ledger: Ledger, lock, stop: threading.Event, ready: threading.Barrier, seed: int) -> None:
     rng = random.Random(seed)
     clients = _clients(info)
+    ready.wait()  # the load (and the clock to the kill) starts once every writer has its clients
     sequence = 0
     while not stop.is_set():
         key = f"{kind}/key-{rng.randrange(KEYS_PER_WRITER):03d}"
@@ -97,6 +99,7 @@ def _writer(kind, info, bucket, ledger: Ledger, lock: threading.Lock, stop: thre
             del ledger.maybe[key]
             if acknowledged:
                 ledger.acknowledged[key] = value
+                ledger.by_writer[kind] = ledger.by_writer.get(kind, 0) + 1
                 if value is None:
                     ledger.deletes += 1
                 else:
@@ -141,12 +144,16 @@ def run(home: Path, cycles: int, seconds: float, seed: int = 0) -> dict:
         bucket = config.default_bucket(info.region)
         problems += [f"cycle {cycle}: {p}" for p in check(info, bucket, ledger)]
         stop = threading.Event()
+        ready = threading.Barrier(len(WRITERS) + 1)
         threads = [
-            threading.Thread(target=_writer, args=(kind, info, bucket, ledger, lock, stop, seed * 100 + cycle * 10 + n))
+            threading.Thread(
+                target=_writer, args=(kind, info, bucket, ledger, lock, stop, ready, seed * 100 + cycle * 10 + n)
+            )
             for n, kind in enumerate(WRITERS)
         ]
         for thread in threads:
             thread.start()
+        ready.wait()
         time.sleep(seconds * rng.uniform(0.5, 1.0))  # the load runs; the kill comes at a random moment
         os.kill(info.pid, signal.SIGKILL)
         stop.set()
@@ -162,6 +169,7 @@ def run(home: Path, cycles: int, seconds: float, seed: int = 0) -> dict:
         "cycles": cycles,
         "acknowledged_puts": ledger.puts,
         "acknowledged_deletes": ledger.deletes,
+        "by_writer": dict(ledger.by_writer),
         "keys": len(ledger.acknowledged),
         "present_at_end": sum(value is not None for value in ledger.acknowledged.values()),
         "start_s_median": sorted(starts)[len(starts) // 2],
@@ -177,7 +185,8 @@ def main(cycles: int, seconds: float) -> int:
     print(
         f"{figures['cycles']} kill -9 / start cycles in {elapsed:.0f} s: {figures['acknowledged_puts']} acknowledged PUTs, "
         f"{figures['acknowledged_deletes']} acknowledged DELETEs over {figures['keys']} keys "
-        f"({', '.join(WRITERS)}); start {figures['start_s_median']:.1f} s (median); "
+        f"({', '.join(f'{kind} {count}' for kind, count in figures['by_writer'].items())}); "
+        f"start {figures['start_s_median']:.1f} s (median); "
         f"{len(figures['problems'])} lost or resurrected"
     )
     for problem in figures["problems"][:20]:

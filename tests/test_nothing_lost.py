@@ -335,4 +335,5 @@ def test_acknowledged_writes_survive_kill_cycles_under_load(tmp_path):
 
     figures = run(tmp_path, cycles=2, seconds=1.5, seed=13)
     assert figures["acknowledged_puts"] > 0 and figures["acknowledged_deletes"] > 0
+    assert set(figures["by_writer"]) == {"signed", "presigned-v4", "presigned-v2", "presigned-v4-form"}
     assert figures["problems"] == []
