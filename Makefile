@@ -23,11 +23,18 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name mme-xgboost --display-name "Python (mme-xgboost)" >/dev/null
 	@touch $@
 
-# The SageMaker XGBoost container's own XGBoost (1.7.4), apart, to check that artifacts load in it.
+# The SageMaker XGBoost container 1.7-1's own XGBoost (1.7.4), apart, to check that artifacts load in it.
 CONTAINER_VENV := .venv-container
 $(CONTAINER_VENV)/.installed: requirements-container.lock
 	@test -x $(CONTAINER_VENV)/bin/python || $(PYTHON) -m venv $(CONTAINER_VENV)
 	$(CONTAINER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-container.lock
+	@touch $@
+
+# The XGBoost of the current container (3.0-5: XGBoost 3.0.5), apart, to check artifacts for it too.
+CONTAINER_VENV_3_0 := .venv-container-3.0
+$(CONTAINER_VENV_3_0)/.installed: requirements-container-3.0.lock
+	@test -x $(CONTAINER_VENV_3_0)/bin/python || $(PYTHON) -m venv $(CONTAINER_VENV_3_0)
+	$(CONTAINER_VENV_3_0)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-container-3.0.lock
 	@touch $@
 
 # SageMaker Python SDK v3, apart (it cannot share an environment with v2): only what the v3 flow imports, without
@@ -42,7 +49,7 @@ $(V3_VENV)/.installed: requirements-v3.lock $(VENV)/.installed
 	$(V3_VENV)/bin/python -m ipykernel install --prefix $(CURDIR)/$(VENV) --name $(V3_KERNEL) --display-name "Python (mme-xgboost, SDK v3)" >/dev/null 2>&1
 	@touch $@
 
-venv: $(VENV)/.installed $(CONTAINER_VENV)/.installed $(V3_VENV)/.installed
+venv: $(VENV)/.installed $(CONTAINER_VENV)/.installed $(CONTAINER_VENV_3_0)/.installed $(V3_VENV)/.installed
 
 run: venv
 	$(PY) -m mme_helpers.suite --mode $(MODE) --run-name $(RUN_NAME) $(if $(ROLE),--role $(ROLE)) $(PARAMS)

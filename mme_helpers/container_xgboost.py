@@ -1,12 +1,13 @@
 """Models that the SageMaker XGBoost container's own XGBoost reads as they were trained.
 
-The container behind image version ``1.7-1`` runs XGBoost 1.7.4; this project trains with XGBoost
-3. XGBoost 3 writes a model's base score (its starting prediction, the mean price) as a one-element
-list, ``"[3.66E5]"``, which 1.7 does not parse: it loads the model without a word and predicts from
-its default base score of 0.5, every price off by the mean price. ``sagemaker_hosting.portable_model`` writes the
-base score as 1.7 reads it, and :func:`check_artifacts` proves it: it loads artifacts with the
-container's XGBoost (in its own environment, ``.venv-container``, made by ``make venv``) and
-compares its predictions with this environment's.
+The container behind image version ``1.7-1`` runs XGBoost 1.7.4, the one behind ``3.0-5`` XGBoost
+3.0.5; this project trains with XGBoost 3.2. Since 3.1, XGBoost writes a model's base score (its
+starting prediction, the mean price) as a one-element list, ``"[3.66E5]"``, which 1.7.4 and 3.0.5 do
+not parse: they load the model without a word and predict from the default base score of 0.5, every
+price off by the mean price. ``sagemaker_hosting.model_for_container`` writes the base score as the
+container reads it, and :func:`check_artifacts` proves it: it loads artifacts with the container's
+XGBoost (in its own environment, made by ``make venv``: ``.venv-container`` for 1.7.4,
+``.venv-container-3.0`` for 3.0.5) and compares its predictions with this environment's.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .sagemaker_hosting import MODEL_FILE
+from .sagemaker_hosting import CONTAINER_XGBOOST, MODEL_FILE
 
-# image version -> the XGBoost its container runs (aws/sagemaker-xgboost-container, docker/<version>)
-CONTAINER_XGBOOST = {"1.7-1": "1.7.4"}
-ENVIRONMENT = ".venv-container"
+# the container's XGBoost -> the environment that has it, and the lock file it is made from (Makefile)
+ENVIRONMENTS = {
+    "1.7.4": (".venv-container", "requirements-container.lock"),
+    "3.0.5": (".venv-container-3.0", "requirements-container-3.0.lock"),
+}
+DEFAULT_IMAGE_VERSION = "3.0-5"  # the current container (the notebooks' default)
 PROBE = Path(__file__).with_name("container_probe.py")
 
 
@@ -42,22 +46,30 @@ def model_file(artifact: bytes) -> bytes:
         return member.read()
 
 
-def container_python(root: Path | None = None) -> Path:
+def container_python(root: Path | None = None, image_version: str = DEFAULT_IMAGE_VERSION) -> Path:
+    """The Python of the environment with the XGBoost of ``image_version``'s container."""
     from .naming import project_path
 
-    python = (root or project_path(ENVIRONMENT)) / "bin" / "python"
+    xgboost = CONTAINER_XGBOOST.get(image_version)
+    if xgboost not in ENVIRONMENTS:
+        checked = ", ".join(f"{v} (XGBoost {x})" for v, x in CONTAINER_XGBOOST.items() if x in ENVIRONMENTS)
+        raise ValueError(f"no environment has the XGBoost of image version {image_version!r}; there is one for {checked}")
+    environment, lock = ENVIRONMENTS[xgboost]
+    python = (root or project_path(environment)) / "bin" / "python"
     if not python.exists():
         raise ContainerEnvironmentMissing(
-            f"{python} does not exist: `make venv` makes the environment with the container's XGBoost "
-            f"({CONTAINER_XGBOOST['1.7-1']}, from requirements-container.lock)"
+            f"{python} does not exist: `make venv` makes the environment with the XGBoost of container "
+            f"{image_version} ({xgboost}, from {lock})"
         )
     return python
 
 
-def predict_in_container(models: Mapping[str, bytes], rows: np.ndarray, python: Path | None = None) -> dict:
-    """Each model file's predictions for ``rows`` made by the container's XGBoost (or the error it
-    raised), and that XGBoost's version."""
-    python = python or container_python()
+def predict_in_container(
+    models: Mapping[str, bytes], rows: np.ndarray, python: Path | None = None, image_version: str = DEFAULT_IMAGE_VERSION
+) -> dict:
+    """Each model file's predictions for ``rows`` made by the XGBoost of ``image_version``'s container
+    (or the error it raised), and that XGBoost's version."""
+    python = python or container_python(image_version=image_version)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         names = {}
@@ -73,14 +85,16 @@ def predict_in_container(models: Mapping[str, bytes], rows: np.ndarray, python: 
     return answer
 
 
-def check_artifacts(artifacts: Mapping[str, bytes], rows: np.ndarray, python: Path | None = None):
-    """Load each ``model.tar.gz`` here and in the container's XGBoost; one row per artifact with
-    the largest difference between their predictions for ``rows``."""
+def check_artifacts(
+    artifacts: Mapping[str, bytes], rows: np.ndarray, image_version: str = DEFAULT_IMAGE_VERSION, python: Path | None = None
+):
+    """Load each ``model.tar.gz`` here and in the XGBoost of ``image_version``'s container; one row per
+    artifact with the largest difference between their predictions for ``rows``."""
     import pandas as pd
     import xgboost as xgb
 
     files = {name: model_file(artifact) for name, artifact in artifacts.items()}
-    theirs = predict_in_container(files, rows, python)
+    theirs = predict_in_container(files, rows, python, image_version)
     table = []
     for name, data in files.items():
         booster = xgb.Booster(params={"nthread": 1})
@@ -93,6 +107,7 @@ def check_artifacts(artifacts: Mapping[str, bytes], rows: np.ndarray, python: Pa
         difference = float(np.max(np.abs(np.asarray(result) - ours)))
         table.append({"model": name, "loads": True, "largest difference": difference, "error": ""})
     frame = pd.DataFrame(table).set_index("model")
+    frame.attrs["image_version"] = image_version
     frame.attrs["container_xgboost"] = theirs["xgboost"]
     frame.attrs["our_xgboost"] = xgb.__version__
     return frame

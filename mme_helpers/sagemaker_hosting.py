@@ -18,6 +18,7 @@ import gzip
 import io
 import json
 import re
+import struct
 import tarfile
 import zlib
 from urllib.parse import urlparse
@@ -150,17 +151,129 @@ def pack_model(model_bytes: bytes, name: str = MODEL_FILE) -> bytes:
     return buffer.getvalue()
 
 
+# image version -> the XGBoost its container runs: aws/sagemaker-xgboost-container, branch or tag of the
+# version, docker/<version>/base/Dockerfile.cpu, ``ARG XGBOOST_VERSION`` (1.7-1: branch 1.7-1; 3.0-5: tag
+# v3.0-5). The SDK offers 3.2-0 too (SDK v3's image_uri_config), but no Dockerfile of it is published: local
+# mode claims nothing about it and serves it with its own XGBoost.
+CONTAINER_XGBOOST = {
+    "1.0-1": "1.0.0",
+    "1.2-1": "1.2.0",
+    "1.2-2": "1.2.0",
+    "1.3-1": "1.3.3",
+    "1.5-1": "1.5.2",
+    "1.7-1": "1.7.4",
+    "3.0-5": "3.0.5",
+}
+DEFAULT_BASE_SCORE = "5E-1"  # what XGBoost before 3.1 predicts from when it cannot read a model's base score
+
+
+def _release(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def reads_listed_base_score(image_version: str) -> bool:
+    """Whether the container's XGBoost reads a base score written as a list (``"[3.66E5]"``).
+
+    XGBoost 3.1 began writing it so (one value per target); the XGBoost of the containers up to 3.0-5
+    does not parse it and predicts from its default 0.5 instead, without a word: every price off by the
+    mean price. Checked in the containers' own XGBoost 1.7.4 and 3.0.5 (tests/test_container_versions.py);
+    the older ones predate the list form. A version without a known XGBoost is taken to read it."""
+    xgboost = CONTAINER_XGBOOST.get(image_version)
+    return xgboost is None or _release(xgboost) >= (3, 1)
+
+
+_UBJ_LENGTHS = {b"i": ">b", b"U": ">B", b"I": ">h", b"l": ">i", b"L": ">q"}
+_UBJ_BASE_SCORE = b"base_scoreS"  # the key, then the string marker of its value
+
+
+def _ubj_base_score(raw: bytes) -> tuple[int, int, str] | None:
+    """Where the base score's text sits in a UBJSON model: ``(start, end, text)``, start at its length marker."""
+    at = raw.find(_UBJ_BASE_SCORE)
+    if at < 0:
+        return None
+    start = at + len(_UBJ_BASE_SCORE)
+    form = _UBJ_LENGTHS.get(raw[start : start + 1])
+    if form is None:
+        return None
+    width = struct.calcsize(form)
+    (length,) = struct.unpack(form, raw[start + 1 : start + 1 + width])
+    end = start + 1 + width + length
+    return start, end, raw[start + 1 + width : end].decode()
+
+
+def _with_base_score(model: bytes, replace) -> bytes:
+    """``model`` (JSON or UBJSON) with its base score text passed through ``replace``; other bytes (the
+    deprecated binary format, damaged files) come back as they are."""
+    if model[:2] == b'{"' or (model[:1] == b"{" and model[1:2].isspace()):  # JSON
+        try:
+            document = json.loads(model)
+            params = document["learner"]["learner_model_param"]
+        except (ValueError, KeyError, TypeError):
+            return model
+        changed = replace(params.get("base_score", ""))
+        if changed == params.get("base_score", ""):
+            return model
+        params["base_score"] = changed
+        return json.dumps(document, separators=(",", ":")).encode()
+    if model[:1] == b"{":  # UBJSON
+        found = _ubj_base_score(model)
+        if found is None:
+            return model
+        start, end, text = found
+        changed = replace(text)
+        if changed == text:
+            return model
+        encoded = changed.encode()
+        return model[:start] + b"L" + struct.pack(">q", len(encoded)) + encoded + model[end:]
+    return model
+
+
+def _scalar(text: str) -> str:
+    scores = text.strip("[]").split(",")
+    return scores[0] if text.startswith("[") and len(scores) == 1 else text  # several targets keep their list
+
+
 def portable_model(booster) -> bytes:
     """The model as JSON that XGBoost 1.7 and 3.x both load to the same predictions.
 
-    XGBoost 3 writes the base score as a one-element list (``"[3.66E5]"``), which 1.7 does not parse:
-    it would predict from its default of 0.5, every price off by the mean price."""
-    model = json.loads(bytes(booster.save_raw("json")))
-    params = model["learner"]["learner_model_param"]
-    scores = params["base_score"].strip("[]").split(",")
-    if len(scores) == 1:  # a multi-target model keeps its list; 1.7 cannot serve it either way
-        params["base_score"] = scores[0]
-    return json.dumps(model, separators=(",", ":")).encode()
+    XGBoost 3.1+ writes the base score as a one-element list (``"[3.66E5]"``), which 1.7 (and 3.0) do
+    not parse: they would predict from their default of 0.5, every price off by the mean price."""
+    return _with_base_score(bytes(booster.save_raw("json")), _scalar)
+
+
+def model_for_container(booster, image_version: str) -> tuple[bytes, str]:
+    """The ``xgboost-model`` a training job of ``image_version`` writes, as near as XGBoost 3 can,
+    and what it is (for the job's log).
+
+    The container saves with ``bst.save_model(os.path.join(model_dir, "xgboost-model"))``
+    (src/sagemaker_xgboost_container/algorithm_mode/train.py, at the 1.7-1 branch and the v3.0-5 tag):
+    a file name without extension, which XGBoost 1.3-1.7 writes in its deprecated binary format (the
+    1.0-1 and 1.2-x containers pickle the Booster: ``pkl.dump(bst, f)`` in the same file at branch 1.2-2) and
+    XGBoost 3.0 in UBJSON with the base score a plain number (checked in 1.7.4 and 3.0.5,
+    tests/test_container_versions.py). XGBoost 3 cannot write the deprecated binary format: for the
+    1.x containers the model is written as JSON that their XGBoost reads to the same predictions."""
+    xgboost = CONTAINER_XGBOOST.get(image_version)
+    native = bytes(booster.save_raw("ubj"))
+    if xgboost is None:
+        return native, "UBJSON, as the XGBoost of local mode writes it (no known container XGBoost for this version)"
+    if _release(xgboost) < (3, 0):
+        theirs = "a pickle of the Booster" if _release(xgboost) < (1, 3) else "XGBoost's deprecated binary format"
+        return portable_model(booster), (
+            f"JSON with the base score a number, which XGBoost {xgboost} reads to the same predictions (the "
+            f"container writes {theirs}, which XGBoost 3 cannot write)"
+        )
+    if _release(xgboost) < (3, 1):
+        return _with_base_score(native, _scalar), f"UBJSON with the base score a number, as XGBoost {xgboost} writes it"
+    return native, f"UBJSON, as XGBoost {xgboost} writes it"
+
+
+def as_container_reads(model: bytes, image_version: str) -> bytes:
+    """``model`` as the XGBoost of ``image_version``'s container reads it: a base score written as a
+    list is lost, and the default 0.5 is used instead (see :func:`reads_listed_base_score`)."""
+    if reads_listed_base_score(image_version):
+        return model
+    return _with_base_score(model, lambda text: DEFAULT_BASE_SCORE if text.startswith("[") else text)
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

@@ -69,12 +69,20 @@ def train_booster(num_features: int = 6, rounds: int = 10, seed: int = 0, scale:
     return xgb.train({"max_depth": 3, "nthread": 1, "objective": "reg:squarederror"}, xgb.DMatrix(x, label=y), rounds)
 
 
+def model_file(booster=None) -> bytes:
+    """``xgboost-model`` as a 3.0-5 training job writes it (UBJSON, the base score a number), which the
+    1.7-1 and 3.0-5 containers both read as it was trained."""
+    from mme_helpers.sagemaker_hosting import model_for_container
+
+    return model_for_container(booster or train_booster(), "3.0-5")[0]
+
+
 def model_tar(booster=None, files: dict[str, bytes] | None = None) -> bytes:
     """A model.tar.gz with ``xgboost-model`` (or the given files)."""
     from mme_helpers.sagemaker_hosting import pack_model
 
     if files is None:
-        return pack_model(bytes((booster or train_booster()).save_raw("ubj")))
+        return pack_model(model_file(booster))
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         for name, data in files.items():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import sagemaker
 from botocore.exceptions import ClientError
-from conftest import model_tar, signed_headers, train_booster, unique, wait_until
+from conftest import model_file, model_tar, signed_headers, train_booster, unique, wait_until
 from sagemaker.deserializers import JSONDeserializer
 from sagemaker.multidatamodel import MultiDataModel
 from sagemaker.predictor import Predictor
@@ -324,7 +324,7 @@ def test_target_model_over_1024_characters_is_refused(service, mme):
 def test_ensembles_average_their_models(ctx, clients, mme):
     name, prefix, _ = mme
     a, b = train_booster(scale=1), train_booster(scale=3)
-    files = {"model-a": bytes(a.save_raw("ubj")), "model-b": bytes(b.save_raw("ubj")), ".hidden": b"skipped"}
+    files = {"model-a": model_file(a), "model-b": model_file(b), ".hidden": b"skipped"}
     put_model(ctx, clients, prefix, "ensemble.tar.gz", body=model_tar(files=files))
     x = np.array([[1, 2, 3, 4, 5, 6]], dtype=np.float32)
     got = json.loads(invoke(clients, name, "1,2,3,4,5,6", "ensemble.tar.gz", ContentType="text/csv")[0])[0]
@@ -336,7 +336,7 @@ def test_ensembles_average_their_models(ctx, clients, mme):
 
 def test_lru_eviction_under_a_small_memory_budget(ctx, clients):
     booster = train_booster()
-    model_bytes = int(len(booster.save_raw("ubj")) * RESIDENT_FACTOR)  # in memory
+    model_bytes = int(len(model_file(booster)) * RESIDENT_FACTOR)  # in memory
     budget_mb = 2.5 * model_bytes / 2**20  # room for two models
     name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_MEMORY_BUDGET_MB": str(budget_mb)})
     for key in "abc":
@@ -356,7 +356,7 @@ def test_the_disk_budget_keeps_the_most_recently_used_copies(ctx, clients):
     """MME_LOCAL_DISK_BUDGET_MB: a copy on disk is its archive plus its unpacked file; a budget of 2.5
     copies keeps the two most recent ones (models in memory keep serving)."""
     artifact = model_tar(train_booster())
-    copy = len(artifact) + len(train_booster().save_raw("ubj"))
+    copy = len(artifact) + len(model_file())
     budget_mb = str(2.5 * copy / 2**20)
     name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_DISK_BUDGET_MB": budget_mb})
     for key in "abc":

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ...sagemaker_hosting import MODEL_FILE, RESIDENT_FACTOR
+from ...sagemaker_hosting import MODEL_FILE, RESIDENT_FACTOR, as_container_reads
 
 MAX_MEMBERS = 1000
 PICKLE_PROTOCOL_MARKER = 0x80
+DEPRECATED_BINARY_MARKER = b"binf"  # how XGBoost 1.x's save_model to a file without extension begins
 
 
 class ArtifactError(Exception):
@@ -82,8 +83,9 @@ def extract(archive_bytes: bytes, destination: Path, max_bytes: int) -> int:
     return total
 
 
-def load_models(folder: Path) -> LoadedModel:
-    """Load every regular top-level file (dot-files skipped), as the XGBoost container does."""
+def load_models(folder: Path, image_version: str = "") -> LoadedModel:
+    """Load every regular top-level file (dot-files skipped), as the XGBoost container does, each
+    read as the XGBoost of ``image_version``'s container reads it (``as_container_reads``)."""
     import xgboost as xgb
 
     files = sorted(entry for entry in os.listdir(folder) if not entry.startswith(".") and (folder / entry).is_file())
@@ -98,9 +100,15 @@ def load_models(folder: Path) -> LoadedModel:
                 f"'{name}' is a Python pickle; local mode does not unpickle model files (it would run "
                 "arbitrary code). Save the model with Booster.save_model instead."
             )
+        if data[:4] == DEPRECATED_BINARY_MARKER:
+            raise ArtifactError(
+                f"'{name}' is in XGBoost's deprecated binary format (what XGBoost 1.x writes, e.g. a training job "
+                "of the 1.3-1 to 1.7-1 containers on AWS); local mode's XGBoost 3 cannot read it. Save it as JSON "
+                "with XGBoost 1.7 (booster.save_model('xgboost-model.json')) and pack that as xgboost-model."
+            )
         booster = xgb.Booster(params={"nthread": 1})
         try:
-            booster.load_model(bytearray(data))
+            booster.load_model(bytearray(as_container_reads(data, image_version)))
         except xgb.core.XGBoostError as exc:
             raise ArtifactError(f"'{name}' is not an XGBoost model XGBoost can load: {_first_line(exc)}") from exc
         booster.set_param({"nthread": 1})

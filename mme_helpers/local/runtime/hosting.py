@@ -112,7 +112,8 @@ class Hosting:
             raise ValueError(f"the model {variant['ModelName']} of this endpoint configuration no longer exists")
         container = model.containers[0]
         image = container.get("Image", "")
-        if not XGBOOST_IMAGE.search(image):
+        image_match = XGBOOST_IMAGE.search(image)
+        if not image_match:
             raise ValueError(
                 f"local mode serves only the built-in XGBoost image (…/sagemaker-xgboost:<version>); got '{image}'"
             )
@@ -156,6 +157,7 @@ class Hosting:
                             cache_enabled=cache_enabled,
                             load_wait_limit=float(environment.get(WAIT_OVERRIDE, 60)),
                             worker_bytes=worker,
+                            image_version=image_match["version"],
                         ),
                         executor=self.executor,
                         record_metric=record_metric,
@@ -164,10 +166,10 @@ class Hosting:
                 )
             self.metrics.add_gauge(endpoint.name, runtime.variant, "LoadedModelCount", loaded.read)
         else:
-            runtime.model = self._load_single(model_data_url, cache_dir, disk)
+            runtime.model = self._load_single(model_data_url, cache_dir, disk, image_match["version"])
         return runtime
 
-    def _load_single(self, model_data_url: str, cache_dir: Path, disk_budget: int) -> LoadedModel:
+    def _load_single(self, model_data_url: str, cache_dir: Path, disk_budget: int, image_version: str) -> LoadedModel:
         if not model_data_url:
             raise ValueError("the model has no ModelDataUrl")
         bucket, key = split_s3_uri(model_data_url)
@@ -181,7 +183,7 @@ class Hosting:
             ) from None
         try:
             extract(data, cache_dir / "model", disk_budget)
-            return load_models(cache_dir / "model")
+            return load_models(cache_dir / "model", image_version)
         except ArtifactError as exc:
             raise ValueError(f"the model could not be loaded: {exc}") from exc
 

@@ -111,6 +111,7 @@ class RegistryConfig:
     # Charged for each loaded model on top of the model itself: on AWS every loaded model has its own
     # model-server worker process, which takes far more memory than a small model (instance_types).
     worker_bytes: int = 0
+    image_version: str = ""  # the XGBoost container's: models are read as its XGBoost reads them
 
 
 class ModelRegistry:
@@ -258,7 +259,7 @@ class ModelRegistry:
             times.from_disk = True
         started = time.perf_counter()
         try:
-            model = load_models(copy.folder)
+            model = load_models(copy.folder, self.config.image_version)
         except ArtifactError as exc:
             raise ModelLoadError(str(exc)) from exc
         finally:

@@ -104,7 +104,7 @@ class TrainingRunner:
             channels, content_types = self._read_channels(request.get("InputDataConfig", []), log)
             self._check_stop(job)
             backend.record_transition(job, "Training", "Training image download completed. Training in progress.")
-            result = self._train(job, channels, content_types)
+            result = self._train(job, channels, content_types, match["version"])
             log.write_many(result.log_lines)
             backend.record_transition(job, "Uploading", "Uploading generated training model")
             artifact_uri = self._upload(request["OutputDataConfig"]["S3OutputPath"], job.name, result.artifact)
@@ -135,7 +135,7 @@ class TrainingRunner:
         if job.stop_requested:
             raise JobStopped("Stopped", "Training job stopped on request")
 
-    def _train(self, job: TrainingJob, channels, content_types) -> xgboost_algorithm.TrainingResult:
+    def _train(self, job: TrainingJob, channels, content_types, image_version: str) -> xgboost_algorithm.TrainingResult:
         """Train in a child process; stop it when the job is stopped or reaches its time limit."""
         limit = job.request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
         worker = self.idle.get()
@@ -143,7 +143,7 @@ class TrainingRunner:
         try:
             if worker is None or not worker.process.is_alive():
                 worker = _Worker(self.context)
-            worker.connection.send((channels, content_types, job.request.get("HyperParameters", {})))
+            worker.connection.send((channels, content_types, job.request.get("HyperParameters", {}), image_version))
             deadline = time.monotonic() + limit if limit else None
             while not worker.connection.poll(0.05):
                 if not worker.process.is_alive() and not worker.connection.poll(0):
@@ -203,11 +203,11 @@ def _serve_jobs(connection) -> None:
     AlgorithmError that says why not; until the service closes the connection."""
     while True:
         try:
-            channels, content_types, hyperparameters = connection.recv()
+            channels, content_types, hyperparameters, image_version = connection.recv()
         except (EOFError, OSError):
             return
         try:
-            outcome = xgboost_algorithm.train(channels, content_types, hyperparameters)
+            outcome = xgboost_algorithm.train(channels, content_types, hyperparameters, image_version)
         except AlgorithmError as error:
             outcome = error
         except Exception as exc:  # XGBoost or data failures we did not foresee: still the user's answer

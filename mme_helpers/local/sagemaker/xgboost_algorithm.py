@@ -1,6 +1,8 @@
 """The built-in XGBoost algorithm as a training job runs it: string hyperparameters, CSV or libsvm
-channels, ``xgboost.train``, and a ``model.tar.gz`` holding ``xgboost-model``, written so that the
-container's own XGBoost (1.7) predicts with it what this one does (``container_xgboost``).
+channels, ``xgboost.train``, and a ``model.tar.gz`` holding ``xgboost-model`` in the format the job's
+container version writes, as near as XGBoost 3 can (``sagemaker_hosting.model_for_container``), so
+that the container's own XGBoost (1.7.4 for 1.7-1, 3.0.5 for 3.0-5) predicts with it what this one
+does (``container_xgboost``).
 
 Everything here is pure (bytes in, bytes out) so that it runs in a worker process.
 """
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...sagemaker_hosting import pack_model, portable_model
+from ...sagemaker_hosting import model_for_container, pack_model
 
 INT_PARAMS = {
     "num_round",
@@ -127,6 +129,7 @@ class TrainingResult:
     rounds: int = 0
     best_iteration: int | None = None
     seconds: float = 0.0
+    model_format: str = ""  # what xgboost-model is, for the job's log
 
 
 def parse_hyperparameters(raw: dict[str, str]) -> tuple[dict, int, int | None]:
@@ -256,8 +259,10 @@ def train(
     channels: dict[str, list[tuple[str, bytes]]],
     content_types: dict[str, str | None],
     hyperparameters: dict[str, str],
+    image_version: str = "",
 ) -> TrainingResult:
-    """Train one model as the container does and return the packed artifact and metrics."""
+    """Train one model as the container of ``image_version`` does and return the packed artifact
+    (in the format that container writes) and metrics."""
     import xgboost as xgb
 
     started = time.perf_counter()
@@ -310,13 +315,16 @@ def train(
     metrics = {
         f"{name}:{metric}": float(values[final_index]) for name, per in history.items() for metric, values in per.items()
     }
+    model, model_format = model_for_container(booster, image_version)
+    lines.append(f"xgboost-model written as {model_format}")
     return TrainingResult(
-        artifact=pack_model(portable_model(booster)),
+        artifact=pack_model(model),
         metrics=metrics,
         log_lines=lines,
         rounds=rounds,
         best_iteration=best,
         seconds=time.perf_counter() - started,
+        model_format=model_format,
     )
 
 
