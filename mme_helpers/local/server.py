@@ -28,8 +28,8 @@ from .private_files import private_folder
 from .runtime.hosting import Hosting, remove_caches
 from .runtime.invocations import MAX_PAYLOAD, InvocationHandler, endpoint_name_from_path
 from .s3_mirror import S3Mirror, change_of
-from .sagemaker.errors import UnknownOperation
 from .sagemaker.backend import SageMakerBackend
+from .sagemaker.errors import UnknownOperation
 from .sagemaker.responses import SageMakerResponses, error_response
 from .sagemaker.training_runner import TrainingRunner
 from .sigv4 import AuthFailure, credential_scope
