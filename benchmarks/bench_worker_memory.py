@@ -42,7 +42,7 @@ def seed_model() -> bytes:
 def main() -> None:
     from mme_helpers.container_xgboost import container_python
 
-    python = str(container_python())
+    python = str(container_python(image_version="1.7-1"))  # the figures below are 1.7-1's
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "xgboost-model"
         model.write_bytes(seed_model())
