@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 from urllib.parse import unquote
 
+from . import execution_role, iam_simulation
 from .asgi import Request, Response
 from .auth import Authenticator, aws_error, denied, protocol_of
 from .aws_clients import ServiceClients
-from .config import HOST, ROLE_NAME, SDK_CONFIG_FILE, ServiceInfo, default_bucket, new_credentials, sdk_config_yaml
+from .config import HOST, SDK_CONFIG_FILE, ServiceInfo, default_bucket, new_credentials, sdk_config_yaml
 from .metrics import MetricsPublisher
 from .moto_guard import answering_unknown_operations, guarded_moto
 from .private_files import private_folder
@@ -38,12 +39,6 @@ from .state import StateStore
 MAX_SIGNED_BODY = 64 * 1024 * 1024  # non-S3 bodies are read whole to check their hash
 MOTO_IN_MEMORY_OBJECT_BYTES = 64 * 1024
 RETRY_AFTER_S = 1  # what a request that comes while the state is being restored is told
-
-ASSUME_ROLE_POLICY = (
-    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"sagemaker.amazonaws.com"},'
-    '"Action":"sts:AssumeRole"}]}'
-)
-
 
 def moto_application():
     """moto's own server app (the one ``moto_server`` runs), as ASGI."""
@@ -101,7 +96,13 @@ class LocalAWS:
         self.store = StateStore(home)
         self.s3_mirror = S3Mirror(self.store)
         self.state_writer = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="state")
-        self.backend = SageMakerBackend(info.region, training=self.training, hosting=self.hosting, store=self.store)
+        self.backend = SageMakerBackend(
+            info.region,
+            training=self.training,
+            hosting=self.hosting,
+            store=self.store,
+            assumable_role=iam_simulation.assumable_by_sagemaker,
+        )
         self.training.backend = self.backend
         self.control_plane = SageMakerResponses(self.backend)
         self.invocations = InvocationHandler(self.backend, self.metrics, info.region, self.hosting.executor)
@@ -128,6 +129,8 @@ class LocalAWS:
             response = self._admin(request)
         elif service_scope is not None and service_scope.service == "sagemaker":
             response = await self._sagemaker(request)
+        elif service_scope is not None and service_scope.service == "iam" and iam_simulation.is_simulation(request):
+            response = iam_simulation.simulate_principal_policy(request)  # moto has no policy simulator
         else:
             await self._moto(scope, request, receive, send, service_scope)
             return
@@ -268,11 +271,7 @@ class LocalAWS:
             if objects or endpoints:
                 print(f"restored {objects} S3 objects and the SageMaker resources from {self.store.root}", flush=True)
             self.training.warm_up()
-            iam = self.clients.iam
-            try:
-                iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=ASSUME_ROLE_POLICY)
-            except iam.exceptions.EntityAlreadyExistsException:
-                pass
+            execution_role.ensure(self.clients.iam)
             s3 = self.clients.s3
             bucket = default_bucket(self.info.region)
             # S3 refuses us-east-1 as a LocationConstraint: there, a bucket is created without one
