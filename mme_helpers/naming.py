@@ -69,7 +69,7 @@ class RunNames:
     def endpoint_config(self) -> str:
         return self.endpoint  # MultiDataModel.deploy names the config after the endpoint
 
-    # the fleet of 06_scale_to_thousands: its own endpoint, one config per size tried -------------
+    # the fleet of 08_thousand_models: its own endpoint, one config per size tried -------------
     @property
     def fleet_prefix(self) -> str:
         return f"{self.s3_prefix}/fleet_models/"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-CLEANUP = "07_cleanup.ipynb"
+CLEANUP = "11_cleanup.ipynb"
 PREDICTIONS = "04_invoke_models.ipynb"
 
 

@@ -34,7 +34,19 @@ def code_cells(path):
 
 
 def test_the_suite_is_complete():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07"]
+    assert [p.stem for p in NOTEBOOKS] == [
+        "01_generate_data",
+        "02_train_models",
+        "03_deploy_endpoint",
+        "04_invoke_models",
+        "05_cold_warm_eviction",
+        "06_endpoint_metrics",
+        "07_update_model",
+        "08_thousand_models",
+        "09_sizing_the_endpoint",
+        "10_sdk_v3",
+        "11_cleanup",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
