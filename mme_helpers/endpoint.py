@@ -1,5 +1,6 @@
 """Endpoint bookkeeping for the notebooks: waiting, what the endpoint can serve, what it has
-loaded, and a guarded ``add_model``."""
+loaded, and ``add_model_if_absent``: the SDK's ``add_model`` behind a guard, under a name of its own so
+that a learner never mistakes one for the other."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def object_exists(s3_client, bucket: str, key: str) -> bool:
         raise
 
 
-def add_model(mme, model_data_source: str, model_data_path: str, overwrite: bool = False) -> str:
+def add_model_if_absent(mme, model_data_source: str, model_data_path: str, overwrite: bool = False) -> str:
     """``MultiDataModel.add_model`` that refuses to overwrite an existing key unless asked.
 
     An endpoint that already loaded (or cached on disk) the old artifact keeps serving it after

@@ -57,14 +57,45 @@ class Context:
         ).to_frame()
 
 
-def setup(mode: str = "local", role: str | None = None, region: str | None = None) -> Context:
-    """Prepare the session for ``mode``; in local mode the local service is started if needed."""
+def setup(mode: str = "local", role: str | None = None, region: str | None = None, sdk: str = "v2") -> Context:
+    """Prepare the session for ``mode``; in local mode the local service is started if needed.
+    ``sdk="v3"``: in the SDK v3 kernel, which has no v2 SDK (``session_v3``)."""
+    if sdk not in ("v2", "v3"):
+        raise ModeError(f"sdk must be 'v2' or 'v3', got {sdk!r}")
+    if sdk == "v3":
+        from .session_v3 import setup_v3
+
+        return setup_v3(mode, role, region)
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
     if mode not in MODES:
         raise ModeError(f"MODE must be one of {MODES}, got {mode!r}")
     _readable_tables()
-    return _local(region) if mode == "local" else _aws(role, region)
+    context = _local(region) if mode == "local" else _aws(role, region)
+    _plain_tracebacks()
+    return context
+
+
+def _plain_tracebacks() -> None:
+    """Errors as Python and IPython show them. Importing ``sagemaker`` makes ``sagemaker_core`` call
+    ``rich.traceback.install``: in IPython it replaces the shell's ``showtraceback``, ``_showtraceback``
+    and ``showsyntaxerror`` on the instance, elsewhere ``sys.excepthook``. Rich draws every error as a
+    fixed-width box of library source and cuts long messages (a hint such as "run 02_train_models
+    first" wraps off-screen); undoing it lets the class's own methods answer again."""
+    if getattr(sys.excepthook, "__module__", None) == "rich.traceback":
+        sys.excepthook = sys.__excepthook__
+    shell = _ipython_shell()
+    if shell is None:
+        return
+    for name in ("showtraceback", "_showtraceback", "showsyntaxerror"):
+        patched = vars(shell).get(name)
+        if getattr(patched, "__module__", None) == "rich.traceback":
+            delattr(shell, name)
+
+
+def _ipython_shell():
+    ipython = sys.modules.get("IPython")
+    return ipython.get_ipython() if ipython is not None else None
 
 
 def _readable_tables() -> None:

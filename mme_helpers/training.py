@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -47,7 +48,8 @@ def run_training_jobs(
     running: dict[str, Any] = {}
     done: dict[str, Any] = {}
     deadline = time.monotonic() + timeout_s
-    with tqdm(total=len(waiting), desc="training jobs", unit="job") as bar:
+    # stdout: a notebook shows stderr as a pink box, and the suite keeps the bar's final line
+    with tqdm(total=len(waiting), desc="training jobs", unit="job", file=sys.stdout) as bar:
         while waiting or running:
             while waiting and len(running) < parallel:
                 location = waiting.pop(0)

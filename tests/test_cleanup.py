@@ -7,7 +7,7 @@ from conftest import model_tar, train_booster, unique
 from sagemaker.multidatamodel import MultiDataModel
 
 from mme_helpers.cleanup import delete_run, inventory, leftovers
-from mme_helpers.endpoint import ModelKeyExists, add_model, wait_for_endpoint
+from mme_helpers.endpoint import ModelKeyExists, add_model_if_absent, wait_for_endpoint
 from mme_helpers.naming import RunNames
 from mme_helpers.training import latest_completed_jobs, run_training_jobs
 
@@ -132,9 +132,9 @@ def test_add_model_refuses_to_overwrite(ctx, clients):
         role=ctx.role,
         sagemaker_session=ctx.sagemaker_session,
     )
-    add_model(mme, f"s3://{ctx.bucket}/{source}", "NewYork_NY.tar.gz")
+    add_model_if_absent(mme, f"s3://{ctx.bucket}/{source}", "NewYork_NY.tar.gz")
     with pytest.raises(ModelKeyExists, match="new name"):
-        add_model(mme, f"s3://{ctx.bucket}/{source}", "NewYork_NY.tar.gz")
-    add_model(mme, f"s3://{ctx.bucket}/{source}", "NewYork_NY.tar.gz", overwrite=True)
-    add_model(mme, f"s3://{ctx.bucket}/{source}", "NewYork_NY_v2.tar.gz")
+        add_model_if_absent(mme, f"s3://{ctx.bucket}/{source}", "NewYork_NY.tar.gz")
+    add_model_if_absent(mme, f"s3://{ctx.bucket}/{source}", "NewYork_NY.tar.gz", overwrite=True)
+    add_model_if_absent(mme, f"s3://{ctx.bucket}/{source}", "NewYork_NY_v2.tar.gz")
     assert sorted(mme.list_models()) == ["NewYork_NY.tar.gz", "NewYork_NY_v2.tar.gz"]

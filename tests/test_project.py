@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mme_helpers import environment_file
+from mme_helpers import environment_file, suite
 from mme_helpers.naming import RunNameError, RunNames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,3 +97,40 @@ def test_names_derive_from_the_run():
     assert names.job_pattern("NewYork_NY").match("demo-NewYork-NY-2026-11-24-19-40-30-306")
     assert not names.job_pattern("NewYork_NY").match("demo-NewYork-NY-v2-2026-11-24-19-40-30-306")
     assert names.mme_prefix == "mme-xgboost/demo/multi_model_artifacts/"
+
+
+
+def cleanup_commands_naming_other_notebooks(text: str) -> list[str]:
+    """Every ``--only`` command in a paragraph that speaks of clean-up must run the clean-up notebook,
+    and only it: ``--only 06`` there once ran the thousand-model notebook, which bills an endpoint."""
+    wrong = []
+    for paragraph in paragraphs_of(text):
+        if not re.search(r"clean[- ]?up|cleanup", paragraph, re.IGNORECASE):
+            continue
+        for command in re.findall(r"[^`\n]*--only[^`\n]*", paragraph):
+            chosen = re.findall(r"--only[ =]+([\w.-]+)", command)
+            if not chosen or any(not suite.CLEANUP.startswith(name) for name in chosen):
+                wrong.append(command.strip())
+    return wrong
+
+
+def paragraphs_of(text: str) -> list[str]:
+    return [part for part in re.split(r"\n\s*\n|\n(?=\s*[-*] |\s*\d+\. )", text) if part.strip()]
+
+
+@pytest.mark.parametrize("path", [ROOT / "README.md", *NOTEBOOKS], ids=lambda p: p.name)
+def test_every_cleanup_command_names_the_cleanup_notebook(path):
+    text = path.read_text() if path.suffix != ".ipynb" else "\n\n".join(
+        "".join(cell["source"]) for cell in json.loads(path.read_text())["cells"]
+    )
+    assert cleanup_commands_naming_other_notebooks(text) == []
+
+
+def test_a_cleanup_command_naming_another_notebook_is_caught():
+    """The check above on the sentence that once named the thousand-model notebook."""
+    old = (
+        "- Clean-up: `11_cleanup` deletes the endpoint and checks nothing is left.\n"
+        '  By hand: `make run MODE=aws RUN_NAME=<name> PARAMS="--only 06"`.\n'
+    )
+    assert cleanup_commands_naming_other_notebooks(old) == ['make run MODE=aws RUN_NAME=<name> PARAMS="--only 06"']
+    assert cleanup_commands_naming_other_notebooks(old.replace("06", "11")) == []
