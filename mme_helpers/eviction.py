@@ -21,6 +21,7 @@ from .sagemaker_hosting import (
     MODEL_MEMORY_SHARE,
     MODEL_SERVER_WORKER_BYTES,
     RESIDENT_FACTOR,
+    InstanceLoad,
     instance_index,
     model_memory_budget,
 )
@@ -187,13 +188,40 @@ def hit_ratio(simulated: pd.DataFrame) -> float:
 
 
 def simulate_instances(requests: Sequence[str], capacity: int, instances: int) -> pd.DataFrame:
-    """An endpoint of several instances: each model routed to one instance as the local endpoint
-    routes it, one exact LRU cache of ``capacity`` per instance; rows in request order."""
-    routed = [instance_index(target, instances) for target in requests]
-    parts = []
-    for number in range(instances):
-        positions = [i for i, k in enumerate(routed, 1) if k == number]
-        if positions:
-            part = simulate_lru([requests[i - 1] for i in positions], capacity)
-            parts.append(part.set_index(pd.Index(positions, name="request")).assign(instance=number))
-    return pd.concat(parts).sort_index()
+    """An endpoint of several instances, one exact LRU cache of ``capacity`` per instance, each request
+    routed as the endpoint routes it (``sagemaker_hosting.instance_index``: to an instance that has the
+    model loaded, else to the one with the fewest models). The requests are replayed one at a time, so
+    none is in flight when the next is routed and no instance is ever busy: a hot model stays on one
+    instance. Rows in request order, as :func:`simulate_lru`'s, with the ``instance`` that served each;
+    "load from" is that instance's (each instance has its own disk)."""
+    if capacity < 1:
+        raise ValueError(f"the cache must hold at least one model, got capacity {capacity}")
+    caches: list[OrderedDict[str, None]] = [OrderedDict() for _ in range(instances)]
+    seen: list[set[str]] = [set() for _ in range(instances)]
+    rows = []
+    for number, target in enumerate(requests, 1):
+        state = [InstanceLoad(holds=target in cache, in_flight=0, models=len(cache)) for cache in caches]
+        serving = instance_index(target, state, busy=1)
+        cache, evicted, source = caches[serving], "", ""
+        if target in cache:
+            cache.move_to_end(target)
+            outcome = "hit"
+        else:
+            outcome = "miss"
+            source = "disk" if target in seen[serving] else "S3"
+            seen[serving].add(target)
+            if len(cache) >= capacity:
+                evicted, _ = cache.popitem(last=False)
+            cache[target] = None
+        rows.append(
+            {
+                "request": number,
+                "target_model": target,
+                "lru says": outcome,
+                "load from": source,
+                "evicts": evicted,
+                "loaded after": len(cache),
+                "instance": serving,
+            }
+        )
+    return pd.DataFrame(rows).set_index("request")

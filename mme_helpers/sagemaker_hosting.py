@@ -4,7 +4,7 @@ both need, and the only module that both import.
 - instance types: memory, the share the container gives to models, the model-server worker each
   loaded model costs, the default disk (capacity);
 - a loaded model's memory as a multiple of its file (the resident factor);
-- which of an endpoint's instances serves a model (routing);
+- which of an endpoint's instances serves a request for a model (routing, as AWS documents it);
 - the artifact format: the XGBoost image names, ``model.tar.gz`` holding ``xgboost-model``, a model
   written so that the container's XGBoost reads it as it was trained, S3 URIs.
 
@@ -21,6 +21,8 @@ import re
 import struct
 import tarfile
 import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 # instance types ---------------------------------------------------------------------------------
@@ -124,10 +126,75 @@ RESIDENT_FACTOR = 1.4
 # routing ----------------------------------------------------------------------------------------
 
 
-def instance_index(target: str, instances: int) -> int:
-    """Which of an endpoint's instances serves ``target``: a stable hash of its name, so that a
-    model lives in one instance's cache (an LRU simulation of the endpoint routes the same way)."""
+# AWS documents the rule ("How multi-model endpoints work"): "SageMaker AI continues to route requests
+# for a model to the instance where the model is already loaded. However, if the model receives many
+# invocation requests, and there are additional instances for the multi-model endpoint, SageMaker AI
+# routes some requests to another instance to accommodate the traffic." It gives no number for "many"
+# and no rule for a model loaded nowhere. Ours (our model, not AWS's documentation): an instance is busy
+# when it has as many requests in flight as BUSY_REQUESTS_PER_VCPU times its vCPUs, because AWS's
+# instance recommendations say to "think of the number of vCPUs as the concurrency limit to perform
+# inference on the loaded models"; with every vCPU taken, one more request would queue.
+BUSY_REQUESTS_PER_VCPU = 1
+_SIZE_VCPUS = {"medium": 2, "large": 2, "xlarge": 4}
+
+
+def vcpus(instance_type: str) -> int:
+    """An instance type's vCPUs, read from its size as AWS names them: ``large`` 2, ``xlarge`` 4,
+    ``<n>xlarge`` 4n (``medium`` 2), which every type of MEMORY_GIB follows (AWS's instance pages).
+    A size outside that naming counts as one vCPU."""
+    size = instance_type.rpartition(".")[2]
+    if size in _SIZE_VCPUS:
+        return _SIZE_VCPUS[size]
+    times = size.removesuffix("xlarge")
+    return 4 * int(times) if size.endswith("xlarge") and times.isdigit() else 1
+
+
+def busy_at(instance_type: str) -> int:
+    """Requests in flight at which an instance of ``instance_type`` counts as busy (see above)."""
+    return max(1, BUSY_REQUESTS_PER_VCPU * vcpus(instance_type))
+
+
+@dataclass(frozen=True)
+class InstanceLoad:
+    """What routing sees of one instance when a request for a model arrives."""
+
+    holds: bool  # the model is loaded there (or being loaded: a second request joins that load)
+    in_flight: int  # requests routed there and not yet answered
+    models: int  # models loaded there (or being loaded), each of which takes its share of memory
+
+
+def hash_index(target: str, instances: int) -> int:
+    """A stable hash of the model's name over ``instances``: the tie-break between equally loaded
+    instances (and local mode's routing before it routed as AWS documents)."""
     return zlib.crc32(target.encode()) % instances
+
+
+def instance_index(target: str, instances: Sequence[InstanceLoad], busy: int) -> int:
+    """Which of an endpoint's instances serves this request for ``target``, as AWS documents it:
+    an instance that holds the model (the least busy if several do); another instance when that one
+    has ``busy`` requests in flight and another does not (the model is loaded there too: a hot model
+    spreads); with no copy, the least loaded instance (fewest requests in flight, then fewest models;
+    equal ones are told apart by a hash of the name, so that new models spread evenly).
+
+    The endpoint calls it with its instances' state at each request, an LRU simulation with its
+    caches' (where nothing is in flight, so that only the first and last rules apply)."""
+    order = sorted(range(len(instances)), key=lambda i: (instances[i].in_flight, instances[i].models, i))
+    holders = [i for i in order if instances[i].holds]
+    if holders:
+        if instances[holders[0]].in_flight < busy:
+            return holders[0]
+        free = [i for i in order if not instances[i].holds and instances[i].in_flight < busy]
+        return _least_loaded(target, instances, free) if free else holders[0]
+    return _least_loaded(target, instances, order)
+
+
+def _least_loaded(target: str, instances: Sequence[InstanceLoad], candidates: list[int]) -> int:
+    def load(i: int) -> tuple[int, int]:
+        return instances[i].in_flight, instances[i].models
+
+    least = min(load(i) for i in candidates)
+    tied = [i for i in candidates if load(i) == least]
+    return tied[hash_index(target, len(tied))]
 
 
 # the artifact format ----------------------------------------------------------------------------

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import shutil
 import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,8 @@ from ...sagemaker_hosting import (
     DEFAULT_DISK_BYTES,
     MODEL_SERVER_WORKER_BYTES,
     XGBOOST_IMAGE,
+    InstanceLoad,
+    busy_at,
     instance_index,
     model_memory_budget,
     split_s3_uri,
@@ -52,10 +57,20 @@ class S3Artifacts:
 
 
 @dataclass
+class Served:
+    """A request being served: by which instance, with which model, and whether it was a cache hit."""
+
+    instance: int
+    model: LoadedModel
+    hit: bool
+
+
+@dataclass
 class EndpointRuntime:
     """The serving side of one endpoint (one production variant). A multi-model endpoint has one
-    model cache per instance, each with the instance's memory; a model is always routed to the
-    same instance, so it is loaded once, not once per instance."""
+    model cache per instance, each with the instance's memory; a request goes to an instance that
+    has its model loaded, as on AWS (``sagemaker_hosting.instance_index``), so a model is loaded on a
+    second instance only when the first is busy. Everything here belongs to the event loop."""
 
     name: str
     region: str
@@ -65,9 +80,37 @@ class EndpointRuntime:
     instances: list[ModelRegistry] = field(default_factory=list)  # multi-model endpoints
     model: LoadedModel | None = None  # single-model endpoints
     cache_dir: Path | None = None
+    busy: int = 1  # requests in flight at which an instance counts as busy (sagemaker_hosting.busy_at)
+    in_flight: Counter[int] = field(default_factory=Counter)  # instance -> requests routed there, not yet answered
 
-    def instance_for(self, target: str) -> ModelRegistry:
-        return self.instances[instance_index(target, len(self.instances))]
+    def instance_for(self, target: str) -> int:
+        """The instance that serves a request for ``target`` now, from what each one holds and serves."""
+        state = [
+            InstanceLoad(
+                holds=target in registry.memory or target in registry.loading,
+                in_flight=self.in_flight[number],
+                models=len(registry.memory) + len(registry.loading),
+            )
+            for number, registry in enumerate(self.instances)
+        ]
+        return instance_index(target, state, self.busy)
+
+    @contextlib.asynccontextmanager
+    async def serving(self, target: str) -> AsyncIterator[Served]:
+        """Route a request for ``target``, acquire its model on that instance and hold it (and the
+        instance's count of requests in flight) until the request is answered. Raises what
+        ``ModelRegistry.acquire`` raises."""
+        number = self.instance_for(target)
+        registry = self.instances[number]
+        self.in_flight[number] += 1
+        try:
+            model, hit = await registry.acquire(target)
+            try:
+                yield Served(number, model, hit)
+            finally:
+                registry.release(target)
+        finally:
+            self.in_flight[number] -= 1
 
     def snapshot(self) -> dict:
         """Every instance's cache state, models tagged with their instance."""
@@ -137,6 +180,7 @@ class Hosting:
             multi_model=multi_model,
             default_accept=environment.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"),
             cache_dir=cache_dir,
+            busy=busy_at(variant.get("InstanceType", "")),
         )
         model_data_url = container.get("ModelDataUrl", "")
         if multi_model:

@@ -21,6 +21,9 @@ from .registry import ModelLoadError, ModelNotFound, ModelNotReady
 MAX_PAYLOAD = 6 * 1024 * 1024  # 6,291,456 bytes
 MAX_TARGET_MODEL = 1024
 INLINE_PREDICTION_BYTES = 64 * 1024  # larger payloads are parsed and predicted off the event loop
+# Not an AWS header: local mode's own, on a multi-model endpoint's answers, saying which of its instances
+# (0, 1, ...) served the request, as loaded_models' "instance" column numbers them.
+INSTANCE_HEADER = b"x-mme-local-instance"
 
 
 class InvokeError(Exception):
@@ -105,10 +108,16 @@ class InvocationHandler:
         except codecs.PayloadError as exc:
             raise _model_error(runtime, exc) from None
         model_started = time.perf_counter()
+        served_by = []  # INSTANCE_HEADER, on a multi-model answer
         if runtime.multi_model:
-            registry = runtime.instance_for(target)
             try:
-                model, hit = await registry.acquire(target)
+                async with runtime.serving(target) as served:
+                    record("ModelCacheHit", 1 if served.hit else 0, "Count")
+                    try:
+                        predictions = await self._predict(served.model, body, headers.get("content-type"))
+                    except codecs.PayloadError as exc:
+                        raise _model_error(runtime, exc) from None
+                    served_by = [(INSTANCE_HEADER, str(served.instance).encode())]
             except ModelNotFound as missing:
                 raise InvokeError(
                     400,
@@ -125,13 +134,6 @@ class InvocationHandler:
                 ) from None
             except ModelLoadError as exc:
                 raise _model_error(runtime, exc, getattr(exc, "status", 503)) from None
-            record("ModelCacheHit", 1 if hit else 0, "Count")
-            try:
-                predictions = await self._predict(model, body, headers.get("content-type"))
-            except codecs.PayloadError as exc:
-                raise _model_error(runtime, exc) from None
-            finally:
-                registry.release(target)
         else:
             try:
                 predictions = await self._predict(runtime.model, body, headers.get("content-type"))
@@ -146,6 +148,7 @@ class InvocationHandler:
                 (b"content-type", accept.encode()),
                 (b"x-amzn-requestid", request_id.encode()),
                 (b"x-amzn-invoked-production-variant", runtime.variant.encode()),
+                *served_by,
             ],
         )
         return response, model_latency_us
