@@ -320,9 +320,55 @@ def test_the_service_starts_and_serves_in_every_region(tmp_path, region):
         bucket = config.default_bucket(region)
         s3.put_object(Bucket=bucket, Key="hello.txt", Body=b"hello " + region.encode())
         assert s3.get_object(Bucket=bucket, Key="hello.txt")["Body"].read() == b"hello " + region.encode()
-        assert client(info, "sagemaker").list_models()["Models"] == []
+        _seed_flow(info, s3, bucket)
     finally:
         lifecycle.stop(tmp_path)
+
+
+def _seed_flow(info, s3, bucket: str) -> None:
+    """The seed's flow in ``info.region``: a training job on CSV, a multi-model endpoint, the artifact
+    added under its prefix, a prediction with ``TargetModel``; every ARN names the region."""
+    import json
+
+    import numpy as np
+
+    from mme_helpers.fleet import training_job_request
+
+    sagemaker, runtime = client(info, "sagemaker"), client(info, "sagemaker-runtime")
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 3))
+    rows = np.column_stack([x @ [10.0, 20.0, 30.0], x])
+    for folder in ("train", "val"):
+        body = "\n".join(",".join(f"{v:.6f}" for v in row) for row in rows).encode()
+        s3.put_object(Bucket=bucket, Key=f"flow/data/{folder}/data.csv", Body=body)
+    image = f"246618743249.dkr.ecr.{info.region}.amazonaws.com/sagemaker-xgboost:3.0-5"
+    request = training_job_request(
+        "flow-job", f"s3://{bucket}/flow/data", f"s3://{bucket}/flow/output", image, config.ROLE_ARN,
+        {"num_round": 20, "objective": "reg:squarederror", "max_depth": 3}, "ml.m5.xlarge",
+    )
+    arn = sagemaker.create_training_job(**request)["TrainingJobArn"]
+    assert f":{info.region}:" in arn
+    wait_until(lambda: sagemaker.describe_training_job(TrainingJobName="flow-job")["TrainingJobStatus"] != "InProgress")
+    job = sagemaker.describe_training_job(TrainingJobName="flow-job")
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    source = job["ModelArtifacts"]["S3ModelArtifacts"].removeprefix(f"s3://{bucket}/")
+    s3.copy_object(Bucket=bucket, Key="flow/models/one.tar.gz", CopySource={"Bucket": bucket, "Key": source})
+    sagemaker.create_model(
+        ModelName="flow-model", ExecutionRoleArn=config.ROLE_ARN,
+        PrimaryContainer={"Image": image, "Mode": "MultiModel", "ModelDataUrl": f"s3://{bucket}/flow/models/"},
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="flow-config",
+        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": "flow-model", "InitialInstanceCount": 1,
+                             "InstanceType": "ml.m5.large"}],
+    )
+    endpoint_arn = sagemaker.create_endpoint(EndpointName="flow", EndpointConfigName="flow-config")["EndpointArn"]
+    assert f":{info.region}:" in endpoint_arn
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="flow", WaiterConfig={"Delay": 0.2, "MaxAttempts": 150})
+    answer = runtime.invoke_endpoint(
+        EndpointName="flow", TargetModel="one.tar.gz", ContentType="text/csv", Body="0.5,0.5,0.5"
+    )
+    assert abs(json.loads(answer["Body"].read())[0] - 30.0) < 5.0  # 10*0.5 + 20*0.5 + 30*0.5
 
 
 # the bar, short: kill -9 under a write load, every acknowledged write there, every delete gone -------
