@@ -107,8 +107,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = fleet_artifacts(towns[:SAMPLE_TOWNS], Path(tmp))
     sizes = [len(model_file(artifact)) for artifact in artifacts]
-    table = eviction.capacity_by_instance_type([INSTANCE_TYPE], sizes)
-    capacity, exact = int(table.loc[INSTANCE_TYPE, "capacity (models)"]), bool(table.loc[INSTANCE_TYPE, "exact"])
+    table = eviction.capacity_by_instance_type([INSTANCE_TYPE], sizes, image_version=IMAGE.rsplit(":", 1)[1])
+    capacity, exact = int(table.loc[INSTANCE_TYPE, "capacity (models)"]), bool(table.attrs["same for every size"])
     print(f"08's stream: {REQUESTS:,} requests over {len(set(stream)):,} of {NUM_MODELS:,} models "
           f"(Zipf s = {ZIPF_EXPONENT}, seed {SEED}); {INSTANCES} x {INSTANCE_TYPE}, {capacity} models each "
           f"(model files {min(sizes):,}-{max(sizes):,} bytes; exact: {exact})")  # fmt: skip

@@ -16,14 +16,15 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from .sagemaker_hosting import (
+    DEFAULT_IMAGE_VERSION,
     GIB,
     MEMORY_GIB,
     MODEL_MEMORY_SHARE,
-    MODEL_SERVER_WORKER_BYTES,
     RESIDENT_FACTOR,
     InstanceLoad,
     instance_index,
     model_memory_budget,
+    model_server_worker_bytes,
 )
 
 
@@ -34,11 +35,14 @@ def capacity_in_models(memory_bytes: float, model_bytes: float) -> int:
     return int(memory_bytes // model_bytes)
 
 
-def seed_models_per_instance(instance_type: str, model_bytes: float) -> pd.DataFrame:
-    """How many models fit on one instance, counted by file size and counted as AWS pays for them
-    (``model_bytes``: the model file, unpacked)."""
+def seed_models_per_instance(
+    instance_type: str, model_bytes: float, *, image_version: str = DEFAULT_IMAGE_VERSION
+) -> pd.DataFrame:
+    """How many models fit on one instance, counted by file size and counted as this project models
+    AWS (``model_bytes``: the model file, unpacked; each loaded model also takes the model-server worker
+    of ``image_version``'s container). MB are decimal (10**6 bytes)."""
     memory = model_memory_budget(instance_type)
-    loaded = model_bytes * RESIDENT_FACTOR
+    charged = model_bytes * RESIDENT_FACTOR + model_server_worker_bytes(image_version)
     return pd.DataFrame(
         [
             {
@@ -47,9 +51,9 @@ def seed_models_per_instance(instance_type: str, model_bytes: float) -> pd.DataF
                 "models that fit": capacity_in_models(memory, model_bytes),
             },
             {
-                "counted as": "loaded model + its model-server worker (AWS's XGBoost container)",
-                "MB per model": round((loaded + MODEL_SERVER_WORKER_BYTES) / 1e6, 3),
-                "models that fit": capacity_in_models(memory, loaded + MODEL_SERVER_WORKER_BYTES),
+                "counted as": f"loaded model + its model-server worker (container {image_version})",
+                "MB per model": round(charged / 1e6, 3),
+                "models that fit": capacity_in_models(memory, charged),
             },
         ]
     ).set_index("counted as")
@@ -136,51 +140,63 @@ def check_against_endpoint(simulated: pd.DataFrame, loaded: pd.DataFrame) -> pd.
     return frame
 
 
-def model_memory(loaded_attrs: dict, instance_type: str, model_bytes: float) -> dict:
+def model_memory(
+    loaded_attrs: dict, instance_type: str, model_bytes: float, *, image_version: str = DEFAULT_IMAGE_VERSION
+) -> dict:
     """The memory the endpoint fills with models and how many models of ``model_bytes`` it holds.
 
     ``model_bytes`` is the model file; loaded, it takes ``RESIDENT_FACTOR`` times that. Local mode
-    reports its budget (``loaded_models(...).attrs``); AWS does not, and there each loaded model
-    also costs a model-server worker, so the instance's memory is divided by both.
+    reports its budget (``loaded_models(...).attrs``); AWS does not, and there (in this project's model
+    of AWS) each loaded model also costs the model-server worker of ``image_version``'s container, so
+    the instance's memory for models is divided by both. MB and GB are decimal (10**6, 10**9 bytes).
     """
     loaded = int(model_bytes * RESIDENT_FACTOR)
     budget = loaded_attrs.get("memory_budget_bytes")
     if budget:
         return {
-            "memory for models": f"{budget / 2**20:,.1f} MB (the local endpoint's budget)",
+            "memory for models": f"{budget / 1e6:,.1f} MB (the local endpoint's budget)",
             "MB per loaded model": round(loaded / 1e6, 3),
             "capacity (models)": capacity_in_models(budget, loaded),
         }
     memory = model_memory_budget(instance_type)
-    share = f"{MODEL_MEMORY_SHARE:.0%} of {MEMORY_GIB[instance_type]} GiB"
+    charged = loaded + model_server_worker_bytes(image_version)
+    share = f"{MODEL_MEMORY_SHARE:.0%} of {MEMORY_GIB[instance_type]} GiB = {MEMORY_GIB[instance_type] * GIB / 1e9:,.2f} GB"
     return {
-        "memory for models": f"{memory / GIB:,.1f} GiB ({instance_type}: {share})",
-        "MB per loaded model": round((loaded + MODEL_SERVER_WORKER_BYTES) / 1e6, 3),
-        "capacity (models)": capacity_in_models(memory, loaded + MODEL_SERVER_WORKER_BYTES),
+        "memory for models": f"{memory / 1e9:,.2f} GB ({instance_type}: {share})",
+        "MB per loaded model": round(charged / 1e6, 3),
+        "capacity (models)": capacity_in_models(memory, charged),
     }
 
 
-def capacity_by_instance_type(instance_types: Sequence[str], model_sizes: Sequence[int]) -> pd.DataFrame:
-    """How many models of these sizes (model files) each instance type holds, counted as AWS pays
-    for them: the instance's memory for models over the loaded model plus its model-server worker.
-    ``exact`` says that the largest and the smallest models give the same count, so that an LRU
+def capacity_by_instance_type(
+    instance_types: Sequence[str], model_sizes: Sequence[int], *, image_version: str = DEFAULT_IMAGE_VERSION
+) -> pd.DataFrame:
+    """How many models of these sizes (model files) each instance type holds, in this project's model of
+    AWS: 80 % of the instance's memory over the loaded model plus the model-server worker of
+    ``image_version``'s container, counted for the largest model. Memory in decimal GB (AWS lists it in
+    GiB: 8 GiB = 8.59 GB), per model in decimal MB, so that the columns divide as shown.
+    ``attrs["same for every size"]`` says whether the smallest model gives the same count, so that an LRU
     simulation counted in models is exact for this fleet."""
-    rows = []
+    rows, same = [], True
+    worker = model_server_worker_bytes(image_version)
     for instance_type in instance_types:
         memory = model_memory_budget(instance_type)
-        per_model = [size * RESIDENT_FACTOR + MODEL_SERVER_WORKER_BYTES for size in (max(model_sizes), min(model_sizes))]
+        per_model = [size * RESIDENT_FACTOR + worker for size in (max(model_sizes), min(model_sizes))]
         largest, smallest = (capacity_in_models(memory, charge) for charge in per_model)
+        same = same and largest == smallest
         rows.append(
             {
                 "instance type": instance_type,
-                "memory (GiB)": MEMORY_GIB[instance_type],
-                "for models (GiB)": round(memory / GIB, 1),
+                "memory (GB)": round(MEMORY_GIB[instance_type] * GIB / 1e9, 2),
+                f"for models, {MODEL_MEMORY_SHARE * 100:.0f} % (GB)": round(memory / 1e9, 2),
                 "MB per loaded model": round(per_model[0] / 1e6, 1),
                 "capacity (models)": largest,
-                "exact": largest == smallest,
             }
         )
-    return pd.DataFrame(rows).set_index("instance type")
+    frame = pd.DataFrame(rows).set_index("instance type")
+    frame.attrs["same for every size"] = same
+    frame.attrs["worker MB"] = worker / 1e6
+    return frame
 
 
 def hit_ratio(simulated: pd.DataFrame) -> float:

@@ -2,7 +2,7 @@
 both need, and the only module that both import.
 
 - instance types: memory, the share the container gives to models, the model-server worker each
-  loaded model costs, the default disk (capacity);
+  loaded model costs (per container version), the default disk (capacity);
 - a loaded model's memory as a multiple of its file (the resident factor);
 - which of an endpoint's instances serves a request for a model (routing, as AWS documents it);
 - the artifact format: the XGBoost image names, ``model.tar.gz`` holding ``xgboost-model``, a model
@@ -89,11 +89,24 @@ MEMORY_GIB = {
     "ml.g5.xlarge": 16,
     "ml.g5.2xlarge": 32,
 }
-# What one loaded model's model-server worker takes (our model of AWS, not AWS's documentation): the
-# XGBoost container runs each loaded model in its own Python worker process with the container's
-# XGBoost (1.7.4) imported. Measured by benchmarks/bench_worker_memory.py (RSS of such a process with
-# one seed model loaded).
-MODEL_SERVER_WORKER_BYTES = 68 * 10**6
+# What one loaded model's model-server worker takes, per XGBoost container image version (our model of
+# AWS, not AWS's documentation): the container runs each loaded model in its own Python worker process
+# with its XGBoost imported. Measured by benchmarks/bench_worker_memory.py (RSS of such a process with one
+# seed model loaded as that version's training job writes it, min of 3), rounded up to whole MB: 1.7-1
+# (XGBoost 1.7.4) 67.2-67.3 MB, 3.0-5 (XGBoost 3.0.5) 70.3-70.4 MB. Decimal MB (10**6 bytes), as printed.
+MODEL_SERVER_WORKER_BYTES = {"1.7-1": 68 * 10**6, "3.0-5": 71 * 10**6}
+DEFAULT_IMAGE_VERSION = "3.0-5"  # the notebooks' container
+
+
+def model_server_worker_bytes(image_version: str) -> int:
+    """What a loaded model's worker takes in the container of ``image_version``. A version that was not
+    measured is charged as the measured one of its XGBoost major release (1.x as 1.7-1, newer as 3.0-5):
+    the worker is mostly Python, NumPy, SciPy and XGBoost, which change little within a release line."""
+    if image_version in MODEL_SERVER_WORKER_BYTES:
+        return MODEL_SERVER_WORKER_BYTES[image_version]
+    return MODEL_SERVER_WORKER_BYTES["1.7-1" if image_version.startswith(("0.", "1.", "1-")) else "3.0-5"]
+
+
 # What the container may use for models (our model): the rest goes to the OS, the model server and requests.
 MODEL_MEMORY_SHARE = 0.8
 DEFAULT_DISK_BYTES = 30 * GIB  # the default ML storage volume of a hosting instance

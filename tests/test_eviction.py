@@ -49,12 +49,12 @@ WORKER = 68_000_000
 
 
 def test_models_that_fit_on_an_instance():
-    table = eviction.seed_models_per_instance("ml.m5.xlarge", 84_000)
+    table = eviction.seed_models_per_instance("ml.m5.xlarge", 84_000, image_version="1.7-1")
     by_file, with_worker = table["models that fit"].tolist()
     assert by_file == 163_617  # 13,743,895,347 // 84,000
     assert with_worker == 201  # 13,743,895,347 // (84,000 x 1.4 + 68,000,000 = 68,117,600)
-    aws = eviction.model_memory({}, "ml.m5.xlarge", 84_000)  # AWS reports no budget
-    local = eviction.model_memory({"memory_budget_bytes": 10 * 117_600}, "ml.m5.xlarge", 84_000)
+    aws = eviction.model_memory({}, "ml.m5.xlarge", 84_000, image_version="1.7-1")  # AWS reports no budget
+    local = eviction.model_memory({"memory_budget_bytes": 10 * 117_600}, "ml.m5.xlarge", 84_000, image_version="1.7-1")
     assert aws["capacity (models)"] == 201 and local["capacity (models)"] == 10
 
 

@@ -15,12 +15,12 @@ from typing import Any
 
 from ...sagemaker_hosting import (
     DEFAULT_DISK_BYTES,
-    MODEL_SERVER_WORKER_BYTES,
     XGBOOST_IMAGE,
     InstanceLoad,
     busy_at,
     instance_index,
     model_memory_budget,
+    model_server_worker_bytes,
     split_s3_uri,
 )
 from ..metrics import InstanceGauge
@@ -167,9 +167,10 @@ class Hosting:
             else model_memory_budget(variant.get("InstanceType", ""))
         )
         disk = int(float(environment[DISK_OVERRIDE]) * MB) if DISK_OVERRIDE in environment else DEFAULT_DISK_BYTES
-        # An instance type's memory is shared with a model-server worker per loaded model, as on AWS;
-        # an explicit budget is for the models alone (what this process really holds).
-        worker_default = 0 if MEMORY_OVERRIDE in environment else MODEL_SERVER_WORKER_BYTES / MB
+        # An instance type's memory is shared with a model-server worker per loaded model, as on AWS (the
+        # worker of this image version's container); an explicit budget is for the models alone (what this
+        # process really holds).
+        worker_default = 0 if MEMORY_OVERRIDE in environment else model_server_worker_bytes(image_match["version"]) / MB
         worker = int(float(environment.get(WORKER_OVERRIDE, worker_default)) * MB)
         multi_model = container.get("Mode", "SingleModel") == "MultiModel"
         cache_dir = self.home / CACHE_FOLDER / f"{endpoint.name}-{uuid.uuid4().hex[:8]}"
