@@ -71,6 +71,7 @@ def setup(mode: str = "local", role: str | None = None, region: str | None = Non
     if mode not in MODES:
         raise ModeError(f"MODE must be one of {MODES}, got {mode!r}")
     _readable_tables()
+    _quiet_sdk()  # before anything imports sagemaker: its import logs where it looked for config files
     context = _local(region) if mode == "local" else _aws(role, region)
     _plain_tracebacks()
     return context

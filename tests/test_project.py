@@ -4,6 +4,8 @@ same SDK and boto3 code in both modes."""
 import ast
 import json
 import re
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,51 @@ def test_a_cleanup_command_naming_another_notebook_is_caught():
     )
     assert cleanup_commands_naming_other_notebooks(old) == ['make run MODE=aws RUN_NAME=<name> PARAMS="--only 06"']
     assert cleanup_commands_naming_other_notebooks(old.replace("06", "11")) == []
+
+
+def dollar_signs_outside_code(markdown: str) -> list[str]:
+    """Lines whose prose holds a ``$``: JupyterLab renders text between two of them as maths (even
+    ``\\$``), GitHub does not; amounts are written ``USD 150`` (code spans and fences are safe)."""
+    prose = re.sub(r"^```.*?^```", "", markdown, flags=re.MULTILINE | re.DOTALL)
+    return [line for line in prose.splitlines() if "$" in re.sub(r"`[^`]*`", "", line)]
+
+
+@pytest.mark.parametrize("path", [ROOT / "README.md", *NOTEBOOKS], ids=lambda p: p.name)
+def test_no_dollar_maths_in_markdown(path):
+    if path.suffix == ".ipynb":
+        cells = json.loads(path.read_text())["cells"]
+        markdown = "\n".join("".join(cell["source"]) for cell in cells if cell["cell_type"] == "markdown")
+    else:
+        markdown = path.read_text()
+    assert dollar_signs_outside_code(markdown) == []
+
+
+def test_dollar_maths_is_caught():
+    assert dollar_signs_outside_code("costs 150 \\$ a foot, plus 10,000 \\$ a bedroom") != []
+    assert dollar_signs_outside_code("costs USD 150, printed as `first call: $383,028.09`\n```\necho $HOME\n```") == []
+
+
+def workshop_lines() -> list[str]:
+    """The one-line workshop setting of 08 and 09 as README and 01 write it."""
+    first = json.loads((ROOT / "notebooks" / "01_generate_data.ipynb").read_text())["cells"]
+    texts = [(ROOT / "README.md").read_text(), *("".join(cell["source"]) for cell in first)]
+    pattern = r"(make run MODE=aws [^`\n]*--only 08 --only 09[^`\n]*?)(?:`|\n|$)"
+    return [line for text in texts for line in re.findall(pattern, text)]
+
+
+def test_the_workshop_setting_runs_as_written():
+    """The one line for 08 and 09's workshop setting, through make as a learner types it: it selects
+    08 and 09, and each parameter it sets is one of theirs, with the value meant (a list stays a list)."""
+    lines = workshop_lines()
+    assert len(lines) == 2, lines  # README's AWS mode section and 01's "08 and 09 on AWS"
+    selected = [p for p in NOTEBOOKS if p.name.startswith(("08", "09"))]
+    declared = set().union(*(suite.declared_parameters(p) for p in selected))
+    for line in lines:
+        command = re.sub(r"<[^>]*>", "arn:aws:iam::123456789012:role/x", line).replace("make run", "make -n run", 1)
+        dry_run = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+        argv = shlex.split(dry_run.stdout.strip().splitlines()[-1])
+        assert argv[argv.index("--mode") + 1] == "aws"
+        assert [argv[i + 1] for i, arg in enumerate(argv) if arg == "--only"] == ["08", "09"]
+        parameters = {argv[i + 1]: suite.parse_value(argv[i + 2]) for i, arg in enumerate(argv) if arg == "-p"}
+        assert parameters == {"REQUESTS": 1000, "INSTANCE_TYPES": ["ml.m5.large", "ml.m5.xlarge"]}
+        assert set(parameters) <= declared

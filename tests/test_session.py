@@ -70,3 +70,13 @@ def test_setup_gives_errors_back_to_python(service):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines()[-1] == "True", done.stdout
+
+
+def test_setup_prints_nothing_of_the_sdk_config(service):
+    """The setup cell shows the table of settings, not the SDK's INFO lines about its config files."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from mme_helpers.session import setup; setup('local')"], env=dict(os.environ),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "sagemaker.config" not in done.stdout + done.stderr, done.stdout + done.stderr
