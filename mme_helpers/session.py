@@ -72,9 +72,10 @@ def setup(mode: str = "local", role: str | None = None, region: str | None = Non
         raise ModeError(f"MODE must be one of {MODES}, got {mode!r}")
     _readable_tables()
     _quiet_sdk()  # before anything imports sagemaker: its import logs where it looked for config files
-    context = _local(region) if mode == "local" else _aws(role, region)
-    _plain_tracebacks()
-    return context
+    try:
+        return _local(region) if mode == "local" else _aws(role, region)
+    finally:
+        _plain_tracebacks()  # also when setup fails (AWS mode without ROLE): its own error is shown whole
 
 
 def _plain_tracebacks() -> None:

@@ -4,6 +4,7 @@ This package's names below are its whole interface to the notebooks' helpers (``
 ``endpoint``): they import nothing else from ``mme_helpers.local`` (``tests/test_layers.py``).
 """
 
+from . import rehearsal  # the AWS rehearsal (suite --rehearse-aws)
 from .config import DEFAULT_REGION, ROLE_ARN, ServiceInfo, clear_variables, client_environment, default_home
 from .lifecycle import LocalServiceError, PortInUseError, running_service, start, status, stop
 from .signed_http import signed_get
@@ -17,6 +18,7 @@ __all__ = [
     "clear_variables",
     "client_environment",
     "default_home",
+    "rehearsal",
     "running_service",
     "signed_get",
     "start",

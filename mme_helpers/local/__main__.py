@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
 
-from . import config, lifecycle
+from . import aws_like, config, lifecycle
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     start = commands.add_parser("start", help="start the service detached (or report the running one)")
     start.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     start.add_argument("--region", default=config.DEFAULT_REGION)
+    start.add_argument(
+        "--behave-as-aws",
+        action="store_true",
+        help="where a learner could see a difference, behave as AWS: no per-model state, metrics per minute "
+        f"and late (${aws_like.DELAY_VARIABLE}, default {aws_like.DEFAULT_DELAY_S:g} s), no MME_LOCAL_* overrides",
+    )
     commands.add_parser("stop", help="stop the service (its state stays on disk for the next start)")
     commands.add_parser("reset", help="stop the service and forget everything: buckets, objects, jobs, endpoints")
     commands.add_parser("status", help="is it running, where")
@@ -36,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
             run(home, args.port, args.region, args.training_workers)
         elif args.command == "start":
+            if args.behave_as_aws:
+                os.environ[aws_like.VARIABLE] = "1"  # read by `serve`, which inherits this environment
             info, started = lifecycle.start(home, port=args.port, region=args.region)
             verb = "started" if started else "already running"
             print(f"local AWS service {verb} at {info.url} (pid {info.pid}); state in {home}")

@@ -1,7 +1,9 @@
 """Endpoint metrics, published to the local CloudWatch as SageMaker publishes them on AWS.
 
 Datapoints are aggregated in memory (count, sum, min, max) and sent once a second as statistic
-sets, so the request path only adds to a few numbers.
+sets, so the request path only adds to a few numbers. In the AWS-like profile (``aws_like``) they are
+aggregated per minute instead, stamped with the minute's start, and sent only once the minute has
+ended plus a delay, as SageMaker's 1-minute metrics reach CloudWatch on AWS.
 """
 
 from __future__ import annotations
@@ -17,11 +19,17 @@ INSTANCE_METRICS = {"LoadedModelCount", "CPUUtilization", "MemoryUtilization", "
 
 
 class MetricsPublisher:
-    def __init__(self, clients, interval: float = 1.0):
+    """``period_s=1``: every second's datapoints sent at once. ``period_s=60``: per minute, each minute's
+    sent ``delay_s`` after it ends (gauges read every ``interval`` into the minute's statistic set)."""
+
+    def __init__(self, clients, interval: float = 1.0, period_s: int = 1, delay_s: float = 0.0):
         self.clients = clients
         self.interval = interval
+        self.period_s = period_s
+        self.delay_s = delay_s
         self.lock = threading.Lock()
-        self.pending: dict[tuple[str, str, str, str], list[float]] = {}
+        # (period start or None: sent at the next flush, endpoint, variant, name, unit) -> [count, sum, min, max]
+        self.pending: dict[tuple[float | None, str, str, str, str], list[float]] = {}
         self.gauges: dict[tuple[str, str, str], Callable[[], float | list[float]]] = {}
         self.recorders: dict[tuple[str, str], Callable[[str, float, str], None]] = {}
         self.stopped = threading.Event()
@@ -46,21 +54,28 @@ class MetricsPublisher:
         lock = self.lock
 
         def record(name: str, value: float, unit: str) -> None:
-            slot = (endpoint, variant, name, unit)
+            slot = (self._period_start(time.time()), endpoint, variant, name, unit)
             with lock:
-                stats = self.pending.get(slot)
-                if stats is None:
-                    self.pending[slot] = [1, value, value, value]
-                else:
-                    stats[0] += 1
-                    stats[1] += value
-                    if value < stats[2]:
-                        stats[2] = value
-                    if value > stats[3]:
-                        stats[3] = value
+                self._add(slot, value)
 
         self.recorders[key] = record
         return record
+
+    def _period_start(self, when: float) -> float | None:
+        return None if self.period_s <= 1 else when // self.period_s * self.period_s
+
+    def _add(self, slot, value: float) -> None:
+        """Under the lock: one value into its slot's statistic set."""
+        stats = self.pending.get(slot)
+        if stats is None:
+            self.pending[slot] = [1, value, value, value]
+        else:
+            stats[0] += 1
+            stats[1] += value
+            if value < stats[2]:
+                stats[2] = value
+            if value > stats[3]:
+                stats[3] = value
 
     def add_gauge(self, endpoint: str, variant: str, name: str, read: Callable[[], float | list[float]]) -> None:
         """A value read every interval; a list gives one datapoint each (one per instance)."""
@@ -81,27 +96,34 @@ class MetricsPublisher:
             _return_free_memory()
 
     def flush(self) -> None:
-        with self.lock:
-            pending, self.pending = self.pending, {}
-            gauges = list(self.gauges.items())
+        """Send what is due: everything (per second), or the minutes that ended ``delay_s`` ago."""
         now = time.time()
+        with self.lock:
+            gauges = list(self.gauges.items())
+        aggregated = self.period_s > 1
+        if aggregated:  # a gauge's readings go into its minute like any other datapoint
+            for (endpoint, variant, name), read in gauges:
+                values = _read(read)
+                with self.lock:
+                    for value in values:
+                        self._add((self._period_start(now), endpoint, variant, name, "None"), value)
+            gauges = []
+        with self.lock:
+            due = [slot for slot in self.pending if slot[0] is None or slot[0] + self.period_s + self.delay_s <= now]
+            pending = {slot: self.pending.pop(slot) for slot in due}
         data: dict[str, list[dict]] = {}
-        for (endpoint, variant, name, unit), (count, total, low, high) in pending.items():
+        for (start, endpoint, variant, name, unit), (count, total, low, high) in pending.items():
             data.setdefault(_namespace(name), []).append(
                 {
                     "MetricName": name,
                     "Dimensions": _dimensions(endpoint, variant),
-                    "Timestamp": now,
+                    "Timestamp": now if start is None else start,
                     "Unit": unit,
                     "StatisticValues": {"SampleCount": count, "Sum": total, "Minimum": low, "Maximum": high},
                 }
             )
         for (endpoint, variant, name), read in gauges:
-            try:
-                values = read()
-                values = [float(v) for v in values] if isinstance(values, list) else [float(values)]
-            except Exception:
-                continue
+            values = _read(read)
             for value in values:
                 data.setdefault(_namespace(name), []).append(
                     {
@@ -138,6 +160,15 @@ class InstanceGauge:
     def read(self) -> list[float]:
         with self._lock:
             return list(self._values)
+
+
+def _read(read: Callable[[], float | list[float]]) -> list[float]:
+    """A gauge's values now (none if it cannot say)."""
+    try:
+        values = read()
+        return [float(v) for v in values] if isinstance(values, list) else [float(values)]
+    except Exception:
+        return []
 
 
 def _namespace(name: str) -> str:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from urllib.parse import unquote
 
-from . import execution_role, iam_simulation
+from . import aws_like, execution_role, iam_simulation
 from .asgi import Request, Response
 from .auth import Authenticator, aws_error, denied, protocol_of
 from .aws_clients import ServiceClients
@@ -39,6 +39,7 @@ from .state import StateStore
 MAX_SIGNED_BODY = 64 * 1024 * 1024  # non-S3 bodies are read whole to check their hash
 MOTO_IN_MEMORY_OBJECT_BYTES = 64 * 1024
 RETRY_AFTER_S = 1  # what a request that comes while the state is being restored is told
+HEALTH_PATH = "/_local/health"  # the service's liveness check (start, status): answered in every profile
 
 def moto_application():
     """moto's own server app (the one ``moto_server`` runs), as ASGI."""
@@ -79,9 +80,12 @@ def _with_s3_bodies_as_sent(create_backend_app):
 class LocalAWS:
     """The ASGI application: routing plus the services behind it."""
 
-    def __init__(self, info: ServiceInfo, home: Path, training_workers: int | None = None):
+    def __init__(
+        self, info: ServiceInfo, home: Path, training_workers: int | None = None, profile: aws_like.Profile | None = None
+    ):
         self.info = info
         self.home = home
+        self.profile = profile or aws_like.Profile()
         self.started = time.time()
         self.ready = False  # until the state is restored and the account set up: 503 to everyone else
         self.failed: str | None = None
@@ -90,9 +94,13 @@ class LocalAWS:
         # their own, never published: they are served while the state is being restored
         self.own_key, own_secret = new_credentials()
         self.clients = ServiceClients(info.url, info.region, self.own_key, own_secret)
-        self.metrics = MetricsPublisher(self.clients)
+        self.metrics = MetricsPublisher(
+            self.clients, period_s=self.profile.metrics_period_s, delay_s=self.profile.metrics_delay_s
+        )
         self.training = TrainingRunner(self.clients, workers=training_workers)
-        self.hosting = Hosting(self.clients, home, info.region, self.metrics, lambda: self.loop)
+        self.hosting = Hosting(
+            self.clients, home, info.region, self.metrics, lambda: self.loop, honour_overrides=not self.profile.aws_like
+        )
         self.store = StateStore(home)
         self.s3_mirror = S3Mirror(self.store)
         self.state_writer = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="state")
@@ -208,15 +216,20 @@ class LocalAWS:
 
     def _admin(self, request: Request) -> Response:
         """What AWS does not show: health, and the models an endpoint has loaded right now."""
-        if request.path == "/_local/health":
+        if request.path == HEALTH_PATH:
             return Response.json(
                 {
                     "status": "ok" if self.ready else "starting",
                     "pid": os.getpid(),
                     "uptime_s": round(time.time() - self.started, 1),
+                    "profile": self.profile.name,
                 },
                 status=200 if self.ready else 503,
             )
+        if self.profile.aws_like:  # AWS has no such path: 404, an unknown operation
+            unknown = UnknownOperation(f"{request.method} {request.path} is not a SageMaker operation")
+            unknown.status = 404
+            return error_response(unknown)
         parts = request.path.split("/")
         if len(parts) == 5 and parts[2] == "endpoints" and parts[4] == "models":
             endpoint = self.backend.serving_endpoint(unquote(parts[3]))
@@ -336,7 +349,10 @@ def serve(home: Path, port: int, region: str, training_workers: int | None = Non
         home=str(home),
     )
     (home / SDK_CONFIG_FILE).write_text(sdk_config_yaml(region))
-    app = LocalAWS(info, home, training_workers)
+    profile = aws_like.from_environment()
+    if profile.aws_like:
+        aws_like.round_start_times_down()
+    app = LocalAWS(info, home, training_workers, profile)
     config = uvicorn.Config(
         app,
         loop="uvloop",
@@ -349,7 +365,8 @@ def serve(home: Path, port: int, region: str, training_workers: int | None = Non
         date_header=False,
     )
     server = uvicorn.Server(config)
-    print(f"local AWS service listening on {info.url} (pid {info.pid}, region {region})", flush=True)
+    shown = f", behaving as AWS: metrics per minute, {profile.metrics_delay_s:g} s late" if profile.aws_like else ""
+    print(f"local AWS service listening on {info.url} (pid {info.pid}, region {region}{shown})", flush=True)
     info.save(home)
     # uvicorn handles SIGTERM while it serves (it stops taking requests, lets those under way finish,
     # then runs the lifespan shutdown: LocalAWS._shut_down) and raises it again once done: to this

@@ -135,8 +135,11 @@ class EndpointRuntime:
 class Hosting:
     """Provisions endpoint runtimes from endpoint configs (the ``HostingService`` of the backend)."""
 
-    def __init__(self, clients, home: Path, region: str, metrics, loop_getter):
+    def __init__(self, clients, home: Path, region: str, metrics, loop_getter, honour_overrides: bool = True):
         self.clients = clients
+        # False in the AWS-like profile: AWS's container never reads the MME_LOCAL_* variables, so an
+        # endpoint holds what its instance type's memory holds, with the worker charge per model
+        self.honour_overrides = honour_overrides
         self.region = region
         self.home = home
         self.metrics = metrics
@@ -161,6 +164,8 @@ class Hosting:
                 f"local mode serves only the built-in XGBoost image (…/sagemaker-xgboost:<version>); got '{image}'"
             )
         environment = container.get("Environment", {}) or {}
+        if not self.honour_overrides:
+            environment = {name: value for name, value in environment.items() if not name.startswith("MME_LOCAL_")}
         memory = (
             int(float(environment[MEMORY_OVERRIDE]) * MB)
             if MEMORY_OVERRIDE in environment
