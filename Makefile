@@ -10,7 +10,12 @@ ROLE     ?=
 # Extra notebook parameters for `make run`, e.g. PARAMS="-p NUM_HOUSES_PER_LOCATION 2000"
 PARAMS   ?=
 TEST_HOME := $(CURDIR)/.mme_local/test-service
-NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 600 -p no:cacheprovider
+NBVAL_ANY_KERNEL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 600 -p no:cacheprovider
+NBVAL := $(NBVAL_ANY_KERNEL) --nbval-current-env
+# 10_sdk_v3 runs in the SDK v3 kernel; the others in this environment (--nbval-current-env); all in order, 11 last.
+V3_NOTEBOOK   := notebooks/10_sdk_v3.ipynb
+LAST_NOTEBOOK := notebooks/11_cleanup.ipynb
+MAIN_NOTEBOOKS = $(filter-out $(V3_NOTEBOOK) $(LAST_NOTEBOOK),$(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb)))
 
 .PHONY: run test lint unit notebooks-check lab clean lock lock-v3 venv outputs benchmark
 .DEFAULT_GOAL := run
@@ -38,7 +43,7 @@ $(CONTAINER_VENV_3_0)/.installed: requirements-container-3.0.lock
 	@touch $@
 
 # SageMaker Python SDK v3, apart (it cannot share an environment with v2): only what the v3 flow imports, without
-# the packages' declared dependencies (requirements-v3.in says why), and the Jupyter kernel of 07_sdk_v3
+# the packages' declared dependencies (requirements-v3.in says why), and the Jupyter kernel of 10_sdk_v3
 # registered where the main environment's jupyter, papermill and nbval find it.
 V3_VENV   := .venv-v3
 V3_KERNEL := mme-xgboost-v3
@@ -67,7 +72,9 @@ unit: venv
 # lists what may vary).
 notebooks-check: venv
 	@MME_LOCAL_HOME=$(TEST_HOME) $(PY) -m mme_helpers.local reset >/dev/null; \
-	MME_LOCAL_HOME=$(TEST_HOME) $(PY) -m pytest $(NBVAL) notebooks; status=$$?; \
+	MME_LOCAL_HOME=$(TEST_HOME) $(PY) -m pytest $(NBVAL) $(MAIN_NOTEBOOKS) && \
+	MME_LOCAL_HOME=$(TEST_HOME) $(PY) -m pytest $(NBVAL_ANY_KERNEL) --nbval-kernel-name $(V3_KERNEL) $(V3_NOTEBOOK) && \
+	MME_LOCAL_HOME=$(TEST_HOME) $(PY) -m pytest $(NBVAL) $(LAST_NOTEBOOK); status=$$?; \
 	MME_LOCAL_HOME=$(TEST_HOME) $(PY) -m mme_helpers.local stop; exit $$status
 
 # Re-execute the notebooks in place so that their committed outputs match the code.

@@ -38,11 +38,15 @@ def inventory(sagemaker_client, s3_client, bucket: str, names: RunNames, locatio
         ("model", sagemaker_client.describe_model, "ModelName", names.model),
         ("endpoint", sagemaker_client.describe_endpoint, "EndpointName", names.fleet_endpoint),
         ("model", sagemaker_client.describe_model, "ModelName", names.fleet_model),
+        ("endpoint", sagemaker_client.describe_endpoint, "EndpointName", names.v3_endpoint),
+        ("endpoint config", sagemaker_client.describe_endpoint_config, "EndpointConfigName", names.v3_endpoint_config),
+        ("model", sagemaker_client.describe_model, "ModelName", names.v3_model),
     ):
         if _exists(describe, **{argument: name}):
             rows.append({"kind": kind, "name": name})
     rows += [{"kind": "endpoint config", "name": name} for name in fleet_configs(sagemaker_client, names)]
     patterns = [names.job_pattern(location, version) for location in locations for version in versions]
+    patterns += [names.v3_job_pattern(location) for location in locations]  # 10_sdk_v3's ModelTrainer
     fleet_jobs = re.compile("^" + re.escape(names.run) + r"-fleet-\d{10}-")
     fleet_count = 0
     paginator = sagemaker_client.get_paginator("list_training_jobs")
@@ -124,6 +128,9 @@ def _wait_gone(sagemaker_client, endpoint_name: str, poll_seconds: float, max_mi
 def delete_run(sagemaker_client, s3_client, bucket: str, names: RunNames, poll_seconds: float = 1.0) -> pd.DataFrame:
     """Delete everything of the run that costs money or storage; return what was done."""
     actions = delete_endpoint_resources(sagemaker_client, names.endpoint, names.endpoint_config, names.model, poll_seconds)
+    actions += delete_endpoint_resources(
+        sagemaker_client, names.v3_endpoint, names.v3_endpoint_config, names.v3_model, poll_seconds
+    )
     configs = fleet_configs(sagemaker_client, names)
     actions += delete_endpoint_resources(
         sagemaker_client,

@@ -85,6 +85,30 @@ class RunNames:
     def fleet_config(self, instance_type: str, instance_count: int = 1) -> str:
         return f"{self.fleet_endpoint}-{slug(instance_type.removeprefix('ml.'))}-x{instance_count}"
 
+    # the SDK v3 notebook (10_sdk_v3): its own endpoint and prefix, so that 03's endpoint is untouched ---
+    @property
+    def v3_prefix(self) -> str:
+        return f"{self.s3_prefix}/sdk_v3_models/"
+
+    @property
+    def v3_model(self) -> str:
+        return f"{self.run}-sdk-v3"
+
+    @property
+    def v3_endpoint(self) -> str:
+        return f"{self.run}-sdk-v3"
+
+    @property
+    def v3_endpoint_config(self) -> str:
+        return f"{self.run}-sdk-v3"
+
+    def v3_job_base(self, location: str) -> str:
+        """``base_job_name`` for v3's ``ModelTrainer``, which appends ``-YYYYMMDDHHMMSS`` (not v2's timestamp)."""
+        return self.job_base(location, "v3")
+
+    def v3_job_pattern(self, location: str) -> re.Pattern:
+        return re.compile("^" + re.escape(self.v3_job_base(location)) + r"-\d{14}$")
+
     # local files ------------------------------------------------------------------------------------
     def data_dir(self, root: Path | str = "data") -> Path:
         return Path(root) / self.run

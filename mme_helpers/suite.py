@@ -19,6 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 CLEANUP = "11_cleanup.ipynb"
 PREDICTIONS = "04_invoke_models.ipynb"
+MAIN_KERNEL = "mme-xgboost"  # the project's kernel: the environment the suite itself runs in
+
+
+class KernelMissingError(LookupError):
+    """A notebook's kernel is not installed."""
 
 
 def notebooks() -> list[Path]:
@@ -29,6 +34,37 @@ def declared_parameters(path: Path) -> set[str]:
     import papermill
 
     return set(papermill.inspect_notebook(str(path)))
+
+
+def kernel_for(path: Path, installed: set[str] | None = None) -> str:
+    """The kernel a notebook runs in: the one its metadata names (10_sdk_v3 runs in the SDK v3
+    environment, the others in the project's). The project's kernel falls back to ``python3``, this
+    interpreter's own (a conda environment without the registered kernel); any other must exist."""
+    if installed is None:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        installed = set(KernelSpecManager().find_kernel_specs())
+    name = json.loads(path.read_text())["metadata"].get("kernelspec", {}).get("name", MAIN_KERNEL)
+    if name in installed:
+        return name
+    if name == MAIN_KERNEL:
+        return "python3"
+    raise KernelMissingError(f"{path.name} runs in the Jupyter kernel {name!r}, which is not installed: run `make venv`")
+
+
+def execute(path: Path, output: Path, parameters: dict, kernel_name: str, progress_bar: bool = True) -> None:
+    """One notebook with papermill, in its kernel (``kernel_for``), from the notebooks' folder."""
+    import papermill
+
+    papermill.execute_notebook(
+        str(path),
+        str(output),
+        parameters=parameters,
+        cwd=str(NOTEBOOKS),
+        progress_bar=progress_bar,
+        kernel_name=kernel_name,
+        request_save_on_cell_execute=False,
+    )
 
 
 def parse_value(text: str):
@@ -114,6 +150,11 @@ def run(mode: str, run_name: str, role: str | None, extra: dict, in_place: bool,
     import papermill
 
     selected = [p for p in notebooks() if not only or any(p.name.startswith(o) for o in only)]
+    try:
+        kernels = {path: kernel_for(path) for path in selected}  # before anything runs (or bills)
+    except KernelMissingError as error:
+        print(f"FAILED: {error}", file=sys.stderr, flush=True)
+        return 1
     out_dir = NOTEBOOKS if in_place else ROOT / "runs" / run_name
     out_dir.mkdir(parents=True, exist_ok=True)
     base = {"MODE": mode, "RUN_NAME": run_name, **({"ROLE": role} if role else {})}
@@ -128,15 +169,7 @@ def run(mode: str, run_name: str, role: str | None, extra: dict, in_place: bool,
         print(f"[{index}/{len(selected)}] {path.name}  {parameters or ''}", flush=True)
         started = time.perf_counter()
         try:
-            papermill.execute_notebook(
-                str(path),
-                str(output),
-                parameters=parameters,
-                cwd=str(NOTEBOOKS),
-                progress_bar=True,
-                kernel_name="python3",
-                request_save_on_cell_execute=False,
-            )
+            execute(path, output, parameters, kernels[path])
         except papermill.PapermillExecutionError as error:
             failed = (path.name, error)
             print(
@@ -154,9 +187,7 @@ def run(mode: str, run_name: str, role: str | None, extra: dict, in_place: bool,
         cleanup = NOTEBOOKS / CLEANUP
         print(f"AWS mode: running {CLEANUP} so that nothing billable is left behind", file=sys.stderr, flush=True)
         try:
-            papermill.execute_notebook(
-                str(cleanup), str(out_dir / CLEANUP), parameters=base, cwd=str(NOTEBOOKS), kernel_name="python3"
-            )
+            execute(cleanup, out_dir / CLEANUP, base, kernel_for(cleanup), progress_bar=False)
         except papermill.PapermillExecutionError as error:
             print(f"the clean-up failed too ({error.ename}: {error.evalue}); check the AWS console", file=sys.stderr)
     total = time.perf_counter() - started_all

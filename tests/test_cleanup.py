@@ -138,3 +138,46 @@ def test_add_model_refuses_to_overwrite(ctx, clients):
     add_model_if_absent(mme, f"s3://{ctx.bucket}/{source}", "NewYork_NY.tar.gz", overwrite=True)
     add_model_if_absent(mme, f"s3://{ctx.bucket}/{source}", "NewYork_NY_v2.tar.gz")
     assert sorted(mme.list_models()) == ["NewYork_NY.tar.gz", "NewYork_NY_v2.tar.gz"]
+
+
+def test_cleanup_deletes_what_the_sdk_v3_notebook_left_when_it_stopped_halfway(ctx, clients):
+    """10_sdk_v3 names its training job (ModelTrainer's base name + YYYYMMDDHHMMSS), model, endpoint
+    configuration, endpoint and model copies from RUN_NAME: the clean-up finds and deletes them."""
+    names = RunNames(unique("vthree").replace("-", "")[:12])
+    data = names.s3_uri(ctx.bucket, names.data_prefix("Lima_PE")) + "/train"
+    clients.s3.put_object(Bucket=ctx.bucket, Key=names.data_prefix("Lima_PE") + "/train/data.csv",
+                          Body=b"".join(b"%d,%d,1\n" % (i * 3, i) for i in range(50)))
+    job = names.v3_job_base("Lima_PE") + "-20261204191239"
+    assert names.v3_job_pattern("Lima_PE").match(job) and not names.job_pattern("Lima_PE").match(job)
+    clients.sagemaker.create_training_job(
+        TrainingJobName=job,
+        AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        RoleArn=ctx.role,
+        HyperParameters={"num_round": "3"},
+        InputDataConfig=[{"ChannelName": "train", "ContentType": "text/csv",
+                          "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": data}}}],
+        OutputDataConfig={"S3OutputPath": names.s3_uri(ctx.bucket, names.artifacts_prefix("Lima_PE"))},
+        ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 5},
+        StoppingCondition={"MaxRuntimeInSeconds": 600},
+    )
+    clients.sagemaker.get_waiter("training_job_completed_or_stopped").wait(
+        TrainingJobName=job, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+    )
+    clients.s3.put_object(Bucket=ctx.bucket, Key=names.v3_prefix + "Lima_PE-sdk-v3.tar.gz", Body=model_tar())
+    container = {"Image": IMAGE, "Mode": "MultiModel", "ModelDataUrl": names.s3_uri(ctx.bucket, names.v3_prefix)}
+    clients.sagemaker.create_model(ModelName=names.v3_model, PrimaryContainer=container, ExecutionRoleArn=ctx.role)
+    variant = {"VariantName": "AllTraffic", "ModelName": names.v3_model, "InitialInstanceCount": 1}
+    variant["InstanceType"] = "ml.m5.large"
+    clients.sagemaker.create_endpoint_config(EndpointConfigName=names.v3_endpoint_config, ProductionVariants=[variant])
+    clients.sagemaker.create_endpoint(EndpointName=names.v3_endpoint, EndpointConfigName=names.v3_endpoint_config)
+    wait_for_endpoint(clients.sagemaker, names.v3_endpoint, 0.1)
+
+    found = inventory(clients.sagemaker, clients.s3, ctx.bucket, names, ["Lima_PE"])
+    assert kinds(found) == ["S3 objects", "endpoint", "endpoint config", "model", "training job"]
+    assert job in set(found["name"])
+    done = delete_run(clients.sagemaker, clients.s3, ctx.bucket, names, 0.05)
+    assert list(done["deleted"][:3]) == [
+        f"endpoint {names.v3_endpoint}", f"endpoint config {names.v3_endpoint_config}", f"model {names.v3_model}"
+    ]
+    assert leftovers(clients.sagemaker, clients.s3, ctx.bucket, names).empty
+    assert delete_run(clients.sagemaker, clients.s3, ctx.bucket, names, 0.05).empty

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import unique
 
 from mme_helpers import suite
@@ -53,3 +54,33 @@ def test_progress_bars_are_committed_as_their_final_frame():
     assert [o.get("name") for o in cell["outputs"]] == ["stderr", "stdout", None]
     assert cell["outputs"][0]["text"] == "jobs: 100%|###| 4/4\n"
     assert cell["outputs"][1]["text"] == "a line\n"
+
+
+def test_each_notebook_runs_in_the_kernel_its_metadata_names():
+    installed = {"python3", suite.MAIN_KERNEL, "mme-xgboost-v3"}
+    kernels = {path.stem: suite.kernel_for(path, installed) for path in suite.notebooks()}
+    assert kernels.pop("10_sdk_v3") == "mme-xgboost-v3"
+    assert set(kernels.values()) == {suite.MAIN_KERNEL}
+
+
+def test_without_the_project_kernel_the_suite_uses_this_interpreter_and_a_missing_v3_kernel_is_named(tmp_path):
+    main = next(p for p in suite.notebooks() if p.name.startswith("02_"))
+    assert suite.kernel_for(main, {"python3"}) == "python3"  # a conda environment without `make venv`'s kernel
+    v3 = next(p for p in suite.notebooks() if p.name.startswith("10_"))
+    with pytest.raises(suite.KernelMissingError, match="mme-xgboost-v3.*make venv"):
+        suite.kernel_for(v3, {"python3", suite.MAIN_KERNEL})
+
+
+def test_a_notebook_is_executed_in_its_own_kernel(tmp_path):
+    """papermill starts the kernel the notebook names: the SDK v3 notebook gets .venv-v3's Python."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "mme-xgboost-v3", "display_name": "v3", "language": "python"}
+    notebook.cells = [nbformat.v4.new_code_cell("PARAM = 0", metadata={"tags": ["parameters"]}),
+                      nbformat.v4.new_code_cell("import sys\nprint(sys.prefix, PARAM)")]
+    source, output = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(notebook, source)
+    suite.execute(source, output, {"PARAM": 7}, suite.kernel_for(source), progress_bar=False)
+    printed = nbformat.read(output, as_version=4).cells[-1].outputs[0]["text"]
+    assert printed.strip() == f"{suite.ROOT / '.venv-v3'} 7"

@@ -153,9 +153,12 @@ def start(
     port: int = 0,
     region: str = DEFAULT_REGION,
     timeout: float = 60.0,
+    python: str | None = None,
 ) -> tuple[ServiceInfo, bool]:
     """Start the service detached, or find the one already running.
 
+    ``python`` is the interpreter that runs it (default: this one); a kernel whose environment lacks
+    the service's packages (the SDK v3 kernel: no moto, no XGBoost) names the project's main one.
     Returns the service's info and whether this call started it.
     """
     home = (home or default_home()).resolve()
@@ -173,7 +176,7 @@ def start(
             (home / INFO_FILE).unlink(missing_ok=True)  # left behind by a service that was killed (or a reboot)
         if port:
             _check_port_free(port)
-        command = [sys.executable, "-m", "mme_helpers.local", "--home", str(home), "serve", "--port", str(port)]
+        command = [python or sys.executable, "-m", "mme_helpers.local", "--home", str(home), "serve", "--port", str(port)]
         command += ["--region", region]
         with open(home / LOG_FILE, "ab") as log:
             process = subprocess.Popen(

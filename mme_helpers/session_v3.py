@@ -1,0 +1,152 @@
+"""The mode switch in the SageMaker SDK v3 kernel: ``setup(MODE, sdk="v3")``.
+
+v3 cannot share an environment with v2, so its kernel (``.venv-v3``) has neither the v2 SDK nor
+moto nor XGBoost. The modes mean what they mean for v2: ``local`` finds the local service (or
+starts it with the project's main interpreter, which has what the service needs) and points the
+clients at it through the standard environment variables; ``aws`` changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from .session import MODES, Context, ModeError, _readable_tables
+
+SERVICE_PYTHON = Path(".venv") / "bin" / "python"  # the main environment, relative to the project
+
+
+def setup_v3(mode: str = "local", role: str | None = None, region: str | None = None) -> Context:
+    """Prepare the session for ``mode`` without importing the v2 SDK."""
+    if mode not in MODES:
+        raise ModeError(f"MODE must be one of {MODES}, got {mode!r}")
+    _readable_tables()
+    plain_sdk_output()
+    return _local(region) if mode == "local" else _aws(role, region)
+
+
+def service_python() -> Path:
+    """The interpreter that runs the local service: the project's main environment (moto, XGBoost)."""
+    from .local.config import project_root
+
+    python = project_root() / SERVICE_PYTHON
+    if not python.exists():
+        raise ModeError(f"the local service runs in the main environment; {python} does not exist: run `make venv`")
+    return python
+
+
+def _local(region: str | None) -> Context:
+    from .local import DEFAULT_REGION, ROLE_ARN, clear_variables, client_environment, default_home, start
+
+    if "sagemaker" in sys.modules and "AWS_ENDPOINT_URL" not in os.environ:
+        warnings.warn(
+            "sagemaker was imported before setup('local', sdk='v3'): its clients may have been made for AWS. "
+            "Call setup() first.",
+            stacklevel=3,
+        )
+    home = default_home()
+    info, _ = start(home, region=region or DEFAULT_REGION, python=str(service_python()))
+    for name in clear_variables():
+        os.environ.pop(name, None)
+    os.environ.update(client_environment(info, home))
+    boto_session, sagemaker_session = _sessions(info.region)
+    return Context(
+        mode="local",
+        region=info.region,
+        role=ROLE_ARN,  # the role the SDK config names as the default execution role (README)
+        bucket=sagemaker_session.default_bucket(),
+        boto_session=boto_session,
+        sagemaker_session=sagemaker_session,
+        poll_seconds=1.0,
+        service_url=info.url,
+        metric_period=1,
+    )
+
+
+def _aws(role: str | None, region: str | None) -> Context:
+    leftovers = [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]
+    if leftovers:
+        raise ModeError(
+            f"MODE='aws' but {', '.join(sorted(leftovers))} point(s) the SDK elsewhere "
+            "(left from local mode?); unset them or restart the kernel"
+        )
+    boto_session, sagemaker_session = _sessions(region)
+    if not role:
+        from sagemaker.core.helper.session_helper import get_execution_role
+
+        try:
+            role = get_execution_role(sagemaker_session)
+        except ValueError as exc:
+            raise ModeError(
+                "MODE='aws' outside SageMaker needs ROLE: the ARN of an IAM role SageMaker can assume "
+                "(with S3 access to the bucket)"
+            ) from exc
+    return Context(
+        mode="aws",
+        region=boto_session.region_name,
+        role=role,
+        bucket=sagemaker_session.default_bucket(),
+        boto_session=boto_session,
+        sagemaker_session=sagemaker_session,
+        poll_seconds=30.0,
+    )
+
+
+def _sessions(region: str | None):
+    import boto3
+    from sagemaker.core.helper.session_helper import Session
+
+    boto_session = boto3.Session(region_name=region) if region else boto3.Session()
+    if not boto_session.region_name:
+        raise ModeError("no AWS region configured: set AWS_DEFAULT_REGION or pass REGION")
+    return boto_session, Session(boto_session=boto_session)
+
+
+class PlainLog(logging.Handler):
+    """v3's messages as plain lines on stdout: its markup (``[bold]``) dropped, no colours or boxes, and
+    a training job's log stream named once rather than above every line (v3 logs each CloudWatch
+    event as ``<stream>:\n<line>``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stream_named: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich.markup import render
+
+        message = record.getMessage()
+        if getattr(record, "markup", True):
+            message = render(message).plain
+        stream, newline, line = message.partition("\n")
+        if newline and stream.endswith(":") and " " not in stream:
+            if stream == self.stream_named:
+                message = line
+            self.stream_named = stream
+        else:
+            self.stream_named = None
+        print(message, file=sys.stdout, flush=True)
+
+
+def plain_sdk_output() -> None:
+    """What v3 shows, as text a notebook stores and a reader can read.
+
+    v3 waits (``wait_for_status``, ``wait_for_delete``, ``TrainingJob.wait``) inside a rich ``Live``
+    "Wait Log Panel": in a Jupyter kernel without ipywidgets it warns 'install "ipywidgets"', and
+    ``wait_for_delete``'s panel is not transient, so its last frame stays as a box of spinner glyphs.
+    A quiet, non-Jupyter rich console draws no panel anywhere. What a wait ends with ("Final Resource
+    Status: InService"), what v3 creates and deletes, and a training job's log lines are INFO records
+    of ``sagemaker.core.resources``: printed plainly. The config and credential chatter stays quiet.
+    """
+    import rich
+
+    rich.reconfigure(force_jupyter=False, force_terminal=False, force_interactive=False, quiet=True)
+    resources = logging.getLogger("sagemaker.core.resources")
+    resources.setLevel(logging.INFO)
+    resources.propagate = False
+    if not any(isinstance(handler, PlainLog) for handler in resources.handlers):
+        resources.addHandler(PlainLog())
+    for name in ("sagemaker.config", "sagemaker.core", "sagemaker.train", "botocore.credentials", "botocore.configprovider"):
+        logging.getLogger(name).setLevel(logging.WARNING)
