@@ -472,13 +472,16 @@ def test_endpoint_fails_with_a_reason(ctx, clients):
 
 
 def test_metrics_reach_cloudwatch(ctx, clients):
-    """One cold model invoked three times on an endpoint of its own: exact counts, nothing else's traffic."""
+    """One cold model invoked three times, then once with a row it cannot read (a ModelError), on an
+    endpoint of its own: exact counts of every metric the README lists, nothing else's traffic."""
     import datetime as dt
 
     name, prefix = make_endpoint(ctx, clients)
     put_model(ctx, clients, prefix, "metrics.tar.gz")
     for _ in range(3):
         invoke(clients, name, "1,2,3,4,5,6", "metrics.tar.gz", ContentType="text/csv")
+    status, code, _, _ = error_of(lambda: invoke(clients, name, "1,2,3,4,5,6,7", "metrics.tar.gz", ContentType="text/csv"))
+    assert (status, code) == (424, "ModelError")
     dims = [{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": "AllTraffic"}]
     now = dt.datetime.now(dt.UTC)
 
@@ -494,13 +497,17 @@ def test_metrics_reach_cloudwatch(ctx, clients):
         )["Datapoints"]
         return points[0] if points else None
 
-    expected = {  # metric: (samples, sum) for 1 miss then 2 hits
-        "Invocations": (3, 3),
-        "ModelCacheHit": (3, 2),
-        "Invocation4XXErrors": (3, 0),
+    expected = {  # metric: (samples, sum) for 1 miss, 2 hits, then a hit that is a ModelError
+        "Invocations": (4, 4),
+        "ModelCacheHit": (4, 3),
+        "Invocation4XXErrors": (4, 1),
+        "Invocation5XXErrors": (3, 0),  # a 0 per 2xx answer; the 4xx answer sends none (AWS would send a 0)
+        "InvocationModelErrors": (1, 1),
         "ModelDownloadingTime": (1, None),
         "ModelLoadingTime": (1, None),
+        "ModelLoadingWaitTime": (1, None),  # the cold request waited for the load
         "ModelLatency": (3, None),
+        "OverheadLatency": (3, None),
     }
     for metric, (samples, total) in expected.items():
         point = wait_until(lambda m=metric, n=samples: (p := stat(m)) and p["SampleCount"] == n and p, timeout=10)

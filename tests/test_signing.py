@@ -120,6 +120,17 @@ def test_an_expired_signature_is_refused(service, endpoint):
     assert requests.post(url, data=body, headers=signed_headers(service, "POST", url, body, headers, when=fresh)).ok
 
 
+def test_an_s3_request_signed_too_long_ago_is_request_time_too_skewed(service):
+    """S3's own code for a clock more than 15 minutes off (the JSON services': Signature expired)."""
+    from unittest import mock
+
+    stale = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)
+    s3 = client(service, "s3")
+    with mock.patch("botocore.auth.get_current_datetime", return_value=stale):
+        assert refusal(s3.list_buckets) == (403, "RequestTimeTooSkewed")
+    assert s3.list_buckets()["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
 def test_a_body_changed_after_signing_is_refused(service, endpoint):
     url = f"{service.url}/endpoints/{endpoint}/invocations"
     headers = signed_headers(

@@ -113,6 +113,8 @@ def test_fit_wait_streams_the_log(ctx, image, channels, capsys, monkeypatch):
     assert "Completed - Training job completed" in out
     assert "[9]\ttrain-rmse:" in out and "validation-rmse:" in out
     assert "Model written to s3://" in out
+    # the job's log says how xgboost-model is saved for its container version (1.7-1 here)
+    assert "xgboost-model written as JSON with the base score a number, which XGBoost 1.7.4 reads" in out
     est.logs()  # after the fact
     assert "train matrix has 180 rows, 6 features" in capsys.readouterr().out
     lines = training_log(ctx.client("logs"), est.latest_training_job.name)  # as notebook 02 reads it
@@ -155,6 +157,7 @@ def test_bad_csv_fails_with_the_file_named(ctx, clients, image):
     job = finished(est)
     assert job["TrainingJobStatus"] == "Failed"
     assert f"{prefix}/train/part.csv" in job["FailureReason"] and "not numeric CSV" in job["FailureReason"]
+    assert "'five'" in job["FailureReason"]  # the value it could not read
 
 
 def test_empty_channel_fails(ctx, image):
