@@ -30,9 +30,7 @@ def setup_v3(mode: str = "local", role: str | None = None, region: str | None = 
 
 def service_python() -> Path:
     """The interpreter that runs the local service: the project's main environment (moto, XGBoost)."""
-    from .local.config import project_root
-
-    python = project_root() / SERVICE_PYTHON
+    python = Path(__file__).resolve().parents[1] / SERVICE_PYTHON  # the project root
     if not python.exists():
         raise ModeError(f"the local service runs in the main environment; {python} does not exist: run `make venv`")
     return python
