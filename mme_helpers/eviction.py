@@ -152,11 +152,12 @@ def model_memory(
     """
     loaded = int(model_bytes * RESIDENT_FACTOR)
     budget = loaded_attrs.get("memory_budget_bytes")
-    if budget:
+    if budget:  # the local endpoint charges its worker too, unless an explicit budget left it at 0
+        charged = loaded + loaded_attrs.get("worker_bytes", 0)
         return {
             "memory for models": f"{budget / 1e6:,.1f} MB (the local endpoint's budget)",
-            "MB per loaded model": round(loaded / 1e6, 3),
-            "capacity (models)": capacity_in_models(budget, loaded),
+            "MB per loaded model": round(charged / 1e6, 3),
+            "capacity (models)": capacity_in_models(budget, charged),
         }
     memory = model_memory_budget(instance_type)
     charged = loaded + model_server_worker_bytes(image_version)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,6 +30,13 @@ from .sagemaker_hosting import pack_model, portable_model
 
 PLACES = ("training jobs", "this machine")
 UPLOAD_THREADS = 16
+
+
+# Progress bars on stdout (no stderr box in a notebook), ending in a line without times or rates, so that a
+# stored notebook shows "<what>: 1000/1000" whatever the machine's speed.
+def progress() -> dict:
+    """tqdm's options for such a bar (``sys.stdout`` as it is when the bar starts)."""
+    return {"file": sys.stdout, "bar_format": "{desc}: {n_fmt}/{total_fmt} {unit}s", "mininterval": 1.0}
 
 
 def town_names(count: int) -> list[str]:
@@ -49,7 +57,10 @@ def training_place(choice: str, mode: str) -> str:
 
 def _in_threads(work: Callable, items: Sequence, desc: str, unit: str, threads: int = UPLOAD_THREADS) -> list:
     """``work(item)`` for every item on a thread pool, with a progress bar; results in item order."""
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool, tqdm(total=len(items), desc=desc, unit=unit) as bar:
+    with (
+        concurrent.futures.ThreadPoolExecutor(threads) as pool,
+        tqdm(total=len(items), desc=desc, unit=unit, **progress()) as bar,
+    ):
         futures = [pool.submit(work, item) for item in items]
         for _ in concurrent.futures.as_completed(futures):
             bar.update(1)
@@ -109,7 +120,7 @@ def wait_for_jobs(sagemaker_client, jobs: dict[str, str], name_contains: str, po
     """Every job's final status, found by listing (one call a page, not one a job), with a bar."""
     wanted = set(jobs.values())
     final: dict[str, str] = {}
-    with tqdm(total=len(wanted), desc="training jobs finished", unit="job") as bar:
+    with tqdm(total=len(wanted), desc="training jobs finished", unit="job", **progress()) as bar:
         while len(final) < len(wanted):
             for page in sagemaker_client.get_paginator("list_training_jobs").paginate(NameContains=name_contains):
                 for job in page["TrainingJobSummaries"]:
@@ -244,7 +255,7 @@ def replay(runtime_client, endpoint_name: str, stream: Sequence[str], body: str,
     record per request: target, latency and the price answered."""
     records = []
     first = time.perf_counter()
-    for number, target in enumerate(tqdm(stream, desc=desc, unit="req", mininterval=1.0), 1):
+    for number, target in enumerate(tqdm(stream, desc=desc, unit="request", **progress()), 1):
         started = time.perf_counter()
         response = runtime_client.invoke_endpoint(
             EndpointName=endpoint_name, TargetModel=target, ContentType="text/csv", Body=body
@@ -262,3 +273,57 @@ def latency_by_outcome(records: pd.DataFrame, simulated: pd.DataFrame) -> pd.Dat
     table = joined.groupby("outcome")["latency_ms"].describe(percentiles=[0.5, 0.9, 0.99])
     table = table.rename(columns={"count": "requests", "50%": "p50 ms", "90%": "p90 ms", "99%": "p99 ms"})
     return table[["requests", "p50 ms", "p90 ms", "p99 ms"]].astype({"requests": int}).round(2)
+
+
+def per_model_check(agreement: pd.DataFrame) -> str:
+    """What the per-model check (``eviction.check_against_endpoint``) shows, in words true in each mode:
+    local mode shows each model's loads and evictions, AWS shows none."""
+    shown = agreement["endpoint: loads"].notna()
+    if not shown.any():
+        return (
+            f"AWS shows no per-model state: the {len(agreement):,} models' loads and evictions cannot be checked one "
+            "by one; the hit ratio (ModelCacheHit) and LoadedModelCount are what AWS shows"
+        )
+    same = int(agreement.loc[shown, "same"].sum())
+    return (
+        f"{same:,} of {len(agreement):,} models: the local endpoint loaded and evicted them exactly as the LRU simulation "
+        "says (local mode follows this project's model of AWS; this does not show that AWS would)"
+    )
+
+
+# the replay's summary, kept for 09_sizing_the_endpoint ----------------------------------------------------------
+
+
+def replay_summary(records: pd.DataFrame, simulated: pd.DataFrame, hits: int, seen: int) -> dict:
+    """One replay in one row: the simulation's and the endpoint's hit ratios, latency percentiles."""
+    quantiles = records["latency_ms"].quantile([0.5, 0.9, 0.99])
+    return {
+        "LRU hit ratio": float((simulated["lru says"] == "hit").mean()),
+        "endpoint hit ratio": hits / seen if seen else float("nan"),
+        "p50 ms": quantiles[0.5],
+        "p90 ms": quantiles[0.9],
+        "p99 ms": quantiles[0.99],
+    }
+
+
+def replays_file(names: RunNames, data_root: str | Path = "data") -> Path:
+    from .naming import project_path
+
+    return project_path(names.data_dir(data_root)) / "fleet" / "replays.csv"
+
+
+def save_replay(names: RunNames, label: str, summary: dict, data_root: str | Path = "data") -> Path:
+    """Add (or replace) one replay's row in the run's ``replays.csv``, where 09 finds 08's replay."""
+    path = replays_file(names, data_root)
+    table = pd.read_csv(path, index_col=0) if path.exists() else pd.DataFrame()
+    table = pd.concat([table.drop(index=label, errors="ignore"), pd.DataFrame([summary], index=[label])])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path)
+    return path
+
+
+def load_replays(names: RunNames, data_root: str | Path = "data") -> pd.DataFrame:
+    path = replays_file(names, data_root)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: run 08_thousand_models first, with RUN_NAME = {names.run!r}")
+    return pd.read_csv(path, index_col=0)

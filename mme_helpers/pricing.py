@@ -53,3 +53,54 @@ def mme_against_endpoint_per_model(options: list[tuple[str, str, int]], models: 
     per_model = frame.iloc[-1]["USD per month"]
     frame["times cheaper than one endpoint per model"] = (per_model / frame["USD per month"]).round(0).astype(int)
     return frame
+
+
+# AWS mode's time and cost, estimated before anything is billed -----------------------------------------------
+
+# A request's time on AWS, from the original example's timings (``invoke.AWS_EXAMPLE_MS``: cold 1,145-1,469 ms,
+# warm 19-23 ms, from a notebook in the endpoint's region); a miss from disk is counted as cold too (the
+# model server starts a worker for it either way). An endpoint's creation and an ``UpdateEndpoint`` start new
+# instances: "several minutes" in AWS's words; 8 and 10 minutes are this project's planning figures.
+CREATE_MINUTES = 8
+UPDATE_MINUTES = 10
+METRICS_MINUTES = 3  # after a replay, until CloudWatch has its last ModelCacheHit datapoints (1-minute periods)
+
+
+def replay_minutes(hits: int, misses: int) -> tuple[float, float]:
+    """How long one request at a time takes on AWS, low and high, for this many hits and misses."""
+    from .invoke import AWS_EXAMPLE_MS
+
+    (cold_low, cold_high), (warm_low, warm_high) = AWS_EXAMPLE_MS["cold"], AWS_EXAMPLE_MS["warm"]
+    return (
+        (misses * cold_low + hits * warm_low) / 60_000,
+        (misses * cold_high + hits * warm_high) / 60_000,
+    )
+
+
+def aws_schedule(replays: list[tuple[str, int, int, int]]) -> pd.DataFrame:
+    """The AWS run of 08 and 09 step by step: the endpoint created on the first configuration, then an
+    ``UpdateEndpoint`` before each other one, and a replay on each. ``replays``: (instance type, count,
+    hits, misses) as the LRU simulation predicts them. During an update the old instances keep serving
+    and billing beside the new ones. Minutes are the high estimate; USD at on-demand prices."""
+    rows = []
+    previous = None
+    for number, (instance_type, count, hits, misses) in enumerate(replays):
+        label = f"{count} x {instance_type}"
+        billed = hourly(instance_type, count) + (hourly(*previous) if previous else 0)
+        step = "create the endpoint" if number == 0 else "UpdateEndpoint"
+        minutes = CREATE_MINUTES if number == 0 else UPDATE_MINUTES
+        rows.append({"step": f"{step} to {label}", "minutes": minutes, "USD": billed * minutes / 60})
+        minutes = replay_minutes(hits, misses)[1] + METRICS_MINUTES
+        rows.append(
+            {
+                "step": f"replay {hits + misses:,} requests on {label} ({misses:,} misses), then CloudWatch",
+                "minutes": minutes,
+                "USD": hourly(instance_type, count) * minutes / 60,
+            }
+        )
+        previous = (instance_type, count)
+    frame = pd.DataFrame(rows).set_index("step")
+    frame.loc["total"] = frame.sum()
+    frame["USD"] = frame["USD"].round(2)
+    frame["minutes"] = frame["minutes"].round(0).astype(int)
+    return frame

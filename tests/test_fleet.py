@@ -1,4 +1,5 @@
-"""The fleet of 06: names, the request stream, the two ways of training, and what it costs."""
+"""The fleet of 08 and 09: names, the request stream, the two ways of training, the replay kept for 09, and what it
+costs (on AWS too)."""
 
 from __future__ import annotations
 
@@ -80,3 +81,82 @@ def test_latency_is_summarised_by_what_the_simulation_says_each_request_was():
     table = fleet.latency_by_outcome(records, simulated)
     assert table["requests"].to_dict() == {"hit": 2, "miss from S3": 3, "miss from disk": 1}
     assert np.isclose(table.loc["hit", "p50 ms"], 1.1)
+
+
+def test_the_per_model_check_says_what_each_mode_shows():
+    """Local mode's per-model counts give "N of M models"; AWS's empty table says that AWS shows none,
+    never "0 of M models ... exactly as the simulation says"."""
+    import pandas as pd
+
+    from mme_helpers import eviction
+
+    simulated = eviction.simulate_lru(list("abacab"), capacity=2)  # three models: a, b, c
+    empty = pd.DataFrame(columns=["loads", "evictions"])  # loaded_models on AWS
+    on_aws = fleet.per_model_check(eviction.check_against_endpoint(simulated, empty))
+    assert on_aws.startswith("AWS shows no per-model state: the 3 models' loads") and "0 of" not in on_aws
+    counts = eviction.per_model_counts(simulated)
+    local = counts.copy()
+    local.loc["c", "loads"] += 1  # one model the endpoint loaded once more than the simulation says
+    said = fleet.per_model_check(eviction.check_against_endpoint(simulated, local))
+    assert said.startswith("2 of 3 models: the local endpoint loaded and evicted them exactly as the LRU simulation says")
+    assert "does not show that AWS would" in said
+
+
+def test_08s_replay_is_found_by_09_by_the_run_name(tmp_path):
+    names = RunNames("replays")
+    with pytest.raises(FileNotFoundError, match="run 08_thousand_models first"):
+        fleet.load_replays(names, tmp_path)
+    fleet.save_replay(names, "1 x ml.m5.large", {"LRU hit ratio": 0.641, "endpoint hit ratio": 0.641}, tmp_path)
+    fleet.save_replay(names, "1 x ml.m5.large", {"LRU hit ratio": 0.641, "endpoint hit ratio": 0.5}, tmp_path)  # again
+    table = fleet.load_replays(names, tmp_path)
+    assert table.to_dict("index") == {"1 x ml.m5.large": {"LRU hit ratio": 0.641, "endpoint hit ratio": 0.5}}
+
+
+def test_progress_bars_end_in_a_line_without_times(capsys):
+    """A stored notebook shows the same final line on every machine: no rate, no elapsed time, on stdout."""
+    assert fleet._in_threads(lambda item: item * 2, [1, 2, 3], "doubling", "item") == [2, 4, 6]
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert captured.out.rstrip("\n").split("\r")[-1] == "doubling: 3/3 items"
+
+
+def test_the_aws_schedule_as_written_out_by_hand():
+    """Create, replay, update, replay: minutes from the original example's slowest AWS timings (cold 1,469 ms,
+    warm 23 ms) plus 3 minutes for CloudWatch; during the update both configurations bill."""
+    table = pricing.aws_schedule([("ml.m5.large", 1, 1000, 500), ("ml.m5.xlarge", 1, 1200, 300)])
+    # create: 8 min x 0.115/h = 0.0153; replay: (500 x 1.469 + 1000 x 0.023) / 60 + 3 = 15.625 min x 0.115/h = 0.0299
+    # update: 10 min x (0.23 + 0.115)/h = 0.0575
+    # replay: (300 x 1.469 + 1200 x 0.023) / 60 + 3 = 10.805 min x 0.23/h = 0.0414
+    assert table["minutes"].tolist() == [8, 16, 10, 11, 44]  # 44.43 in all
+    assert table["USD"].tolist() == [0.02, 0.03, 0.06, 0.04, 0.14]  # 0.1442 in all
+    assert table.index[1] == "replay 1,500 requests on 1 x ml.m5.large (500 misses), then CloudWatch"
+
+
+def test_autoscaling_calls_are_accepted_locally_but_the_endpoint_keeps_its_instance_count(ctx, clients):
+    """09 shows the Application Auto Scaling calls without running them: local mode records them (moto) and
+    nothing acts on them."""
+    from conftest import model_tar, train_booster
+    from test_endpoint import invoke, make_endpoint, put_model
+
+    name, prefix = make_endpoint(ctx, clients)
+    put_model(ctx, clients, prefix, "m.tar.gz", body=model_tar(train_booster()))
+    autoscaling = ctx.client("application-autoscaling")
+    resource_id = f"endpoint/{name}/variant/AllTraffic"
+    autoscaling.register_scalable_target(
+        ServiceNamespace="sagemaker", ResourceId=resource_id,
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount", MinCapacity=2, MaxCapacity=4,
+    )  # fmt: skip
+    autoscaling.put_scaling_policy(
+        PolicyName="invocations-per-instance", ServiceNamespace="sagemaker", ResourceId=resource_id,
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount", PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": 1.0,
+            "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+        },
+    )  # fmt: skip
+    targets = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource_id])
+    assert targets["ScalableTargets"][0]["MinCapacity"] == 2
+    for _ in range(20):  # far above a target of 1 invocation per instance
+        invoke(clients, name, "0.5,0.5,0.5,0.5,0.5,0.5")
+    variant = clients.sagemaker.describe_endpoint(EndpointName=name)["ProductionVariants"][0]
+    assert variant["CurrentInstanceCount"] == 1  # not even the registered minimum of 2

@@ -79,3 +79,13 @@ def test_the_local_endpoint_charges_the_worker_of_its_image_version(ctx, clients
     loaded = loaded_models(name)
     assert loaded.attrs["memory_budget_bytes"] == M5_LARGE_FOR_MODELS
     assert loaded.attrs["worker_bytes"] == WORKER[version]
+
+
+def test_the_local_endpoints_budget_is_divided_by_model_and_worker_as_the_endpoint_charges_them():
+    """08 prints the local endpoint's own budget beside the table: an instance type's budget is charged a
+    worker per model (loaded_models' attrs), an explicit budget is not (worker 0)."""
+    by_type = {"memory_budget_bytes": M5_LARGE_FOR_MODELS, "worker_bytes": 71_000_000}
+    # 1.4 x 79,871 = 111,819 (int) + 71,000,000 = 71,111,819 -> 6,871,947,673 // 71,111,819 = 96
+    assert eviction.model_memory(by_type, "ml.m5.large", 79_871)["capacity (models)"] == 96
+    explicit = {"memory_budget_bytes": 10 * 117_600, "worker_bytes": 0}
+    assert eviction.model_memory(explicit, "ml.m5.xlarge", 84_000)["capacity (models)"] == 10
