@@ -501,8 +501,8 @@ def test_metrics_reach_cloudwatch(ctx, clients):
         "Invocations": (4, 4),
         "ModelCacheHit": (4, 3),
         "Invocation4XXErrors": (4, 1),
-        "Invocation5XXErrors": (3, 0),  # a 0 per 2xx answer; the 4xx answer sends none (AWS would send a 0)
-        "InvocationModelErrors": (1, 1),
+        "Invocation5XXErrors": (4, 0),  # AWS: "For each 5XX response, 1 is sent; otherwise, 0 is sent."
+        "InvocationModelErrors": (4, 1),  # a 1 per error response of the model, else a 0
         "ModelDownloadingTime": (1, None),
         "ModelLoadingTime": (1, None),
         "ModelLoadingWaitTime": (1, None),  # the cold request waited for the load

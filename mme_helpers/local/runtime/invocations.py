@@ -71,13 +71,15 @@ class InvocationHandler:
                 ) from None
             response, model_latency_us = await self._invoke(request, body, runtime, request_id, record, endpoint_name)
         except InvokeError as error:
-            if record:
-                record("Invocation4XXErrors" if error.status < 500 else "Invocation5XXErrors", 1, "Count")
+            if record:  # AWS: a 1 or a 0 to each of these per request
+                record("Invocation4XXErrors", 1 if error.status < 500 else 0, "Count")
+                record("Invocation5XXErrors", 1 if error.status >= 500 else 0, "Count")
                 record("InvocationModelErrors", 1 if error.error_type == "ModelError" else 0, "Count")
             return _error(request_id, error)
         if record:
             record("Invocation4XXErrors", 0, "Count")
             record("Invocation5XXErrors", 0, "Count")
+            record("InvocationModelErrors", 0, "Count")
             record("OverheadLatency", (time.perf_counter() - started) * 1e6 - model_latency_us, "Microseconds")
         return response
 
