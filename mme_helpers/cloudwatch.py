@@ -40,13 +40,36 @@ def _metric_points(cloudwatch_client, endpoint_name, name, variant, start, end, 
     )["Datapoints"]
 
 
-def endpoint_metrics(cloudwatch_client, endpoint_name: str, variant: str = "AllTraffic", minutes: int = 60) -> pd.DataFrame:
-    """The MME metrics of the last ``minutes``, as CloudWatch has them, with their units."""
+def start_of_run() -> dt.datetime:
+    """A start time for reading one run's metrics: the next whole second, once it has come. CloudWatch
+    compares whole seconds (AWS: whole minutes, so there a run started in the same minute as the last
+    one shares its first datapoint), so what was published before it is not counted."""
+    now = dt.datetime.now(dt.UTC)
+    start = now.replace(microsecond=0) + dt.timedelta(seconds=1)
+    time.sleep((start - now).total_seconds())
+    return start
+
+
+def one_period_since(since: dt.datetime) -> tuple[dt.datetime, int]:
+    """An end time and one period (whole minutes, as AWS accepts) that cover everything from
+    ``since`` to now in a single datapoint per metric."""
     end = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
-    start = end - dt.timedelta(minutes=minutes)
+    return end, 60 * (int((end - since).total_seconds()) // 60 + 1)
+
+
+def endpoint_metrics(
+    cloudwatch_client, endpoint_name: str, variant: str = "AllTraffic", minutes: int = 60, since: dt.datetime | None = None
+) -> pd.DataFrame:
+    """The MME metrics of the last ``minutes`` (or from ``since``: one run's requests, not the
+    endpoint's whole history), as CloudWatch has them, with their units. AWS rounds ``since`` down
+    to its minute; local mode keeps it to the second."""
+    if since is None:
+        since = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1 - minutes)
+    start = since
+    end, period = one_period_since(since)
     rows = []
     for name, (_, unit, meaning) in ENDPOINT_METRICS.items():
-        points = _metric_points(cloudwatch_client, endpoint_name, name, variant, start, end, 60 * minutes)
+        points = _metric_points(cloudwatch_client, endpoint_name, name, variant, start, end, period)
         if not points:
             continue
         count = sum(p["SampleCount"] for p in points)
@@ -78,13 +101,14 @@ COUNTED_METRICS = (
 
 
 def metric_counts(metrics: pd.DataFrame) -> pd.DataFrame:
-    """The part of :func:`endpoint_metrics` that does not depend on timing: how many datapoints
-    each metric got, the sum of the count metrics (the sum of a time is a time), and the most
-    models ``LoadedModelCount`` saw in memory (a gauge, sampled every interval)."""
+    """The part of :func:`endpoint_metrics` that does not depend on timing: how many samples (values
+    published: CloudWatch's ``SampleCount``) each metric got, the sum of the count metrics (the sum of
+    a time is a time), and the most models ``LoadedModelCount`` saw in memory (a gauge, sampled every
+    interval)."""
     counted = metrics.loc[metrics.index.isin(COUNTED_METRICS)]
     frame = pd.DataFrame(
         {
-            "datapoints": [str(int(n)) for n in counted["samples"]],
+            "samples": [str(int(n)) for n in counted["samples"]],
             "sum": [
                 f"{total:,.0f}" if unit != "µs" else "(a time)"
                 for unit, total in zip(counted["unit"], counted["sum"], strict=True)
@@ -110,9 +134,10 @@ def wait_for_metrics(
     poll_seconds: float = 1.0,
     variant: str = "AllTraffic",
     say: Callable[[str], None] = print,
+    since: dt.datetime | None = None,
 ) -> pd.DataFrame:
-    """:func:`endpoint_metrics` once CloudWatch has a datapoint for each of ``requests_sent``
-    requests (``Invocation4XXErrors`` gets one per request: 1 if refused, else 0).
+    """:func:`endpoint_metrics` (from ``since``, if given) once CloudWatch has a sample for each of
+    ``requests_sent`` requests (``Invocation4XXErrors`` gets one per request: 1 if refused, else 0).
 
     AWS publishes endpoint metrics per minute, a few minutes after the requests; local mode within
     a second. While waiting longer than a few seconds, ``say`` tells what is awaited. The counts
@@ -122,7 +147,7 @@ def wait_for_metrics(
     announced = 0.0
     previous = None
     while True:
-        metrics = endpoint_metrics(cloudwatch_client, endpoint_name, variant)
+        metrics = endpoint_metrics(cloudwatch_client, endpoint_name, variant, since=since)
         seen = int(metrics["samples"].get("Invocation4XXErrors", 0))
         if seen >= requests_sent:
             # a datapoint batch may still be arriving (CloudWatch applies it metric by metric):
@@ -193,8 +218,7 @@ def wait_for_cache_hits(
     deadline = time.monotonic() + timeout_seconds
     previous = None
     while True:
-        end = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
-        period = 60 * (int((end - since).total_seconds()) // 60 + 1)
+        end, period = one_period_since(since)
         points = _metric_points(cloudwatch_client, endpoint_name, "ModelCacheHit", variant, since, end, period)
         seen = (int(sum(p["Sum"] for p in points)), int(sum(p["SampleCount"] for p in points)))
         if seen[1] >= requests_sent and seen == previous:

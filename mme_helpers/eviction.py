@@ -140,6 +140,61 @@ def check_against_endpoint(simulated: pd.DataFrame, loaded: pd.DataFrame) -> pd.
     return frame
 
 
+def changes_since(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """Each model's loads and evictions between two :func:`mme_helpers.endpoint.loaded_models`
+    snapshots: what this run did, whatever earlier runs left in the endpoint's counts."""
+    columns = ["loads", "evictions"]
+    earlier = before[columns].reindex(after.index).fillna(0)
+    return (after[columns] - earlier).astype(int)
+
+
+def check_every_model(
+    simulated: pd.DataFrame, before: pd.DataFrame, after: pd.DataFrame, demo: Sequence[str]
+) -> pd.DataFrame:
+    """The simulation's loads and evictions beside the endpoint's changes since ``before``, for every
+    model the simulation or the endpoint knows: the ``demo``'s own models, and every model that was
+    there before (evicted by the demo or not, as the simulation says). Where the endpoint shows no
+    per-model state (AWS), its columns are empty and ``same`` is False. ``attrs["summary"]`` says
+    what the check found in words that do not depend on what earlier runs left behind."""
+    expected = per_model_counts(simulated)
+    changed = changes_since(before, after)
+    models = expected.index.union(changed.index)
+    frame = expected.reindex(models).fillna(0).astype(int).add_prefix("lru: ")
+    frame = frame.join(changed.reindex(models).add_prefix("endpoint: "))
+    frame["same"] = (frame["lru: loads"] == frame["endpoint: loads"]) & (
+        frame["lru: evictions"] == frame["endpoint: evictions"]
+    )
+    frame.index.name = "target_model"
+    own = frame.index.isin(list(demo))
+    if after.empty:
+        frame.attrs["summary"] = (
+            f"per-model state: not available (AWS shows none); the simulation's columns for the {own.sum()} "
+            "models of the demo are filled, the endpoint's are empty"
+        )
+    else:
+        others = "yes" if frame.loc[~own, "same"].all() else "NO"
+        frame.attrs["summary"] = (
+            f"the endpoint agrees with the LRU simulation for {frame.loc[own, 'same'].sum()} of {own.sum()} models "
+            f"of the demo; for every model it held before the demo: {others}"
+        )
+    return frame
+
+
+def memory_holds(loaded: pd.DataFrame, demo: Sequence[str]) -> str:
+    """What the endpoint's memory holds, in one sentence that reads true in both modes: how many of
+    the ``demo``'s models and how many others (:func:`mme_helpers.endpoint.loaded_models`; AWS shows
+    no per-model state)."""
+    if "loaded_models" not in loaded.attrs:
+        return "per-model state: not available (AWS shows none)"
+    in_memory = loaded.attrs["loaded_models"]
+    own = sum(target in set(demo) for target in in_memory)
+    used, budget = loaded.attrs["memory_used_bytes"] / 1e6, loaded.attrs["memory_budget_bytes"] / 1e6
+    return (
+        f"the endpoint's memory holds {len(in_memory)} models: {own} of the demo's, {len(in_memory) - own} others "
+        f"({used:.2f} MB of its {budget:.2f} MB budget)"
+    )
+
+
 def model_memory(
     loaded_attrs: dict, instance_type: str, model_bytes: float, *, image_version: str = DEFAULT_IMAGE_VERSION
 ) -> dict:
