@@ -198,7 +198,7 @@ def run(mode: str, run_name: str, role: str | None, extra: dict, in_place: bool,
     predictions = [p for p in selected if p.name == PREDICTIONS]
     if predictions:
         shown = (out_dir / PREDICTIONS).relative_to(ROOT)
-        print(f"The predictions, cold and warm timings and eviction are in {shown} (open it with `make lab`).")
+        print(f"The predictions are in {shown}; cold and warm calls and eviction in 05, the metrics in 06 (`make lab`).")
     return 0
 
 
