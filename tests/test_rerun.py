@@ -102,3 +102,16 @@ def test_cold_and_warm_beside_the_aws_figures_with_their_ratio():
     table = compare_with_aws(timings, "local")
     assert table.loc["cold / warm"].tolist() == ["10 x", "50–77 x"]  # 20 ms / 2 ms
     assert table.loc["cold: first call of a model"].tolist() == ["20.0 ms", "1,145–1,469 ms"]
+
+
+def test_notebooks_check_runs_04_to_06_twice_in_a_row():
+    """`make notebooks-check` executes 04-06 again right after 06 (new kernels, same endpoint), before 07."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    plan = subprocess.run(["make", "-n", "notebooks-check"], cwd=root, capture_output=True, text=True, check=True).stdout
+    line = next(line for line in plan.splitlines() if "--nbval" in line and "04_invoke_models" in line)
+    order = [Path(word).stem[:2] for word in line.split() if word.endswith(".ipynb")]
+    assert "--keep-duplicates" in line.split()
+    assert order[order.index("04") :][:7] == ["04", "05", "06", "04", "05", "06", "07"]
