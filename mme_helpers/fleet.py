@@ -327,3 +327,26 @@ def load_replays(names: RunNames, data_root: str | Path = "data") -> pd.DataFram
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run 08_thousand_models first, with RUN_NAME = {names.run!r}")
     return pd.read_csv(path, index_col=0)
+
+
+def restart_empty(sagemaker_client, names: RunNames, instance_type: str, poll_seconds: float) -> str:
+    """A re-run of 08 finds its endpoint already there (and perhaps moved by 09): move it to fresh instances of
+    ``instance_type``, one, whose caches start empty as the simulation's does. ``UpdateEndpoint`` always starts
+    new instances; the configuration is one the endpoint is not on. Returns the configuration's name."""
+    from .endpoint import wait_for_endpoint
+
+    current = sagemaker_client.describe_endpoint(EndpointName=names.fleet_endpoint)["EndpointConfigName"]
+    first = names.fleet_config(instance_type, 1)
+    config = first if current != first else f"{first}-b"
+    listed = sagemaker_client.list_endpoint_configs(NameContains=config)["EndpointConfigs"]
+    if not any(c["EndpointConfigName"] == config for c in listed):
+        variant = {
+            "VariantName": "AllTraffic",
+            "ModelName": names.fleet_model,
+            "InitialInstanceCount": 1,
+            "InstanceType": instance_type,
+        }
+        sagemaker_client.create_endpoint_config(EndpointConfigName=config, ProductionVariants=[variant])
+    sagemaker_client.update_endpoint(EndpointName=names.fleet_endpoint, EndpointConfigName=config)
+    wait_for_endpoint(sagemaker_client, names.fleet_endpoint, poll_seconds)
+    return config

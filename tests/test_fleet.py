@@ -160,3 +160,34 @@ def test_autoscaling_calls_are_accepted_locally_but_the_endpoint_keeps_its_insta
         invoke(clients, name, "0.5,0.5,0.5,0.5,0.5,0.5")
     variant = clients.sagemaker.describe_endpoint(EndpointName=name)["ProductionVariants"][0]
     assert variant["CurrentInstanceCount"] == 1  # not even the registered minimum of 2
+
+
+def test_a_rerun_of_08_restarts_its_endpoint_on_fresh_instances_with_empty_caches(ctx, clients):
+    """08 run twice: the second run finds the fleet endpoint (perhaps moved by 09) and moves it to fresh
+    instances of the first type, each time through a configuration it is not on, so the replay starts from an
+    empty cache as the simulation does."""
+    from conftest import model_tar, train_booster
+    from test_endpoint import IMAGE, invoke
+
+    from mme_helpers.endpoint import loaded_models, wait_for_endpoint
+
+    names = RunNames(unique("rerun"))
+    prefix = f"tests/{names.run}/fleet/"
+    sm = clients.sagemaker
+    container = {"Image": IMAGE, "Mode": "MultiModel", "ModelDataUrl": f"s3://{ctx.bucket}/{prefix}"}
+    sm.create_model(ModelName=names.fleet_model, ExecutionRoleArn=ctx.role, PrimaryContainer=container)
+    variant = {"VariantName": "AllTraffic", "ModelName": names.fleet_model, "InstanceType": "ml.m5.large"}
+    variant["InitialInstanceCount"] = 2  # as 09 leaves it
+    sm.create_endpoint_config(EndpointConfigName=names.fleet_endpoint, ProductionVariants=[variant])
+    sm.create_endpoint(EndpointName=names.fleet_endpoint, EndpointConfigName=names.fleet_endpoint)
+    wait_for_endpoint(sm, names.fleet_endpoint, 0.2)
+    clients.s3.put_object(Bucket=ctx.bucket, Key=prefix + "m.tar.gz", Body=model_tar(train_booster()))
+    invoke(clients, names.fleet_endpoint, "0.5,0.5,0.5,0.5,0.5,0.5")
+    assert len(loaded_models(names.fleet_endpoint).attrs["loaded_models"]) == 1
+
+    configs = [fleet.restart_empty(sm, names, "ml.m5.large", 0.2) for _ in range(2)]
+    assert configs == [names.fleet_config("ml.m5.large", 1), names.fleet_config("ml.m5.large", 1) + "-b"]
+    described = sm.describe_endpoint(EndpointName=names.fleet_endpoint)
+    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == configs[1]
+    assert described["ProductionVariants"][0]["CurrentInstanceCount"] == 1
+    assert loaded_models(names.fleet_endpoint).attrs["loaded_models"] == []
