@@ -21,7 +21,7 @@ MAIN_NOTEBOOKS = $(filter-out $(V3_NOTEBOOK) $(LAST_NOTEBOOK),$(sort $(wildcard 
 RERUN_NOTEBOOKS = $(sort $(wildcard notebooks/0[4-6]_*.ipynb))
 MAIN_ORDER = $(foreach nb,$(MAIN_NOTEBOOKS),$(nb) $(if $(findstring 06_,$(nb)),$(RERUN_NOTEBOOKS)))
 
-.PHONY: run test lint unit notebooks-check lab clean lock lock-v3 venv outputs benchmark
+.PHONY: run test lint unit notebooks-check rehearse-aws lab clean lock lock-v3 venv outputs benchmark
 .DEFAULT_GOAL := run
 
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -80,6 +80,11 @@ notebooks-check: venv
 	MME_LOCAL_HOME=$(TEST_HOME) $(PY) -m pytest $(NBVAL_ANY_KERNEL) --nbval-kernel-name $(V3_KERNEL) $(V3_NOTEBOOK) && \
 	MME_LOCAL_HOME=$(TEST_HOME) $(PY) -m pytest $(NBVAL) $(LAST_NOTEBOOK); status=$$?; \
 	MME_LOCAL_HOME=$(TEST_HOME) $(PY) -m mme_helpers.local stop; exit $$status
+
+# The notebooks' AWS-mode path (MODE=aws), every notebook in order, against a fresh local service that behaves
+# as AWS where a learner could see it (tests/test_aws_rehearsal.py; README "AWS mode"): no AWS account is used.
+rehearse-aws: venv
+	MME_REHEARSE_AWS=1 $(PY) -m pytest tests/test_aws_rehearsal.py -p no:cacheprovider
 
 # Re-execute the notebooks in place so that their committed outputs match the code.
 outputs: venv

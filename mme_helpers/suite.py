@@ -3,12 +3,16 @@
 Each executed notebook goes to ``runs/<RUN_NAME>/``. The run stops at the first failing notebook
 with a non-zero exit; in AWS mode the clean-up notebook runs even then, so that no paid endpoint
 is left behind.
+
+``--rehearse-aws`` runs them in AWS mode against a fresh local service that behaves as AWS where a
+learner could see the difference (``mme_helpers.local.rehearsal`` says how, and what differs).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import re
 import sys
@@ -202,6 +206,55 @@ def run(mode: str, run_name: str, role: str | None, extra: dict, in_place: bool,
     return 0
 
 
+def rehearsal_home() -> Path:
+    """The AWS rehearsal's service home: ``$MME_LOCAL_HOME``, else ``.mme_local/aws-rehearsal``."""
+    import os
+
+    configured = os.environ.get("MME_LOCAL_HOME")
+    return Path(configured).resolve() if configured else ROOT / ".mme_local" / "aws-rehearsal"
+
+
+@contextlib.contextmanager
+def aws_rehearsal(home: Path, metrics_delay_s: float | None = None):
+    """A fresh service in ``home`` that behaves as AWS, and this process's environment made a rehearsal
+    kernel's (papermill's kernels inherit it) until the block ends; then the environment is restored
+    and the service stopped. Yields the service's info."""
+    import os
+
+    from .local import rehearsal, stop
+
+    delay = rehearsal.CI_METRICS_DELAY_S if metrics_delay_s is None else metrics_delay_s
+    info = rehearsal.start_service(home, metrics_delay_s=delay)
+    saved = dict(os.environ)
+    print(f"AWS rehearsal: the local service at {info.url} behaves as AWS (CloudWatch {delay:g} s late); state in {home}")
+    try:
+        os.environ.clear()
+        os.environ.update(rehearsal.kernel_environment(info, home, saved))
+        yield info
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        stop(home)
+
+
+def rehearse_aws(
+    run_name: str, role: str | None, extra: dict, only: list[str], metrics_delay_s: float | None = None
+) -> int:
+    """The notebooks' AWS-mode path against the local service in its AWS-like profile, in a home of its
+    own (``rehearsal_home``), started fresh and stopped after. No ``role``: the service's execution
+    role, as a learner passes ``ROLE``. Fails if a kernel tried to reach beyond 127.0.0.1."""
+    from .local import ROLE_ARN, rehearsal
+
+    home = rehearsal_home()
+    with aws_rehearsal(home, metrics_delay_s):
+        status = run("aws", run_name, role or ROLE_ARN, extra, False, only)
+    escaped = rehearsal.violations(home)
+    if escaped:
+        print("AWS rehearsal: connections beyond 127.0.0.1 were refused:\n  " + "\n  ".join(escaped), file=sys.stderr)
+        return 1
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mme_helpers.suite", description=__doc__)
     parser.add_argument("--mode", default="local", choices=("local", "aws"))
@@ -218,8 +271,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", action="append", default=[], help="run only notebooks whose name starts so")
     parser.add_argument("--in-place", action="store_true", help="execute into notebooks/ (refresh committed outputs)")
+    parser.add_argument(
+        "--rehearse-aws",
+        action="store_true",
+        help="run the AWS-mode path against a fresh local service that behaves as AWS (no AWS account used)",
+    )
+    parser.add_argument("--metrics-delay", type=float, default=None, help="--rehearse-aws: CloudWatch's delay, seconds")
     args = parser.parse_args(argv)
     extra = {name: parse_value(value) for name, value in args.parameter}
+    if args.rehearse_aws:
+        if args.in_place or args.mode != "local":
+            parser.error("--rehearse-aws runs in AWS mode into runs/<RUN_NAME>/: it takes neither --mode nor --in-place")
+        return rehearse_aws(args.run_name, args.role, extra, args.only, args.metrics_delay)
     return run(args.mode, args.run_name, args.role, extra, args.in_place, args.only)
 
 

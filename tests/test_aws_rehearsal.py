@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +57,7 @@ for variable in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):  # a
     del os.environ[variable]
 ctx = setup("aws", role={ROLE_ARN!r})
 print(json.dumps({{"role": ctx.role, "bucket": ctx.bucket, "region": ctx.region, "period": ctx.metric_period,
+                  "poll": ctx.poll_seconds,
                   "url": ctx.service_url, "loaded": loaded_models("any-endpoint").attrs["summary"], "refused": refused}}))
 """
 
@@ -74,6 +77,7 @@ def test_a_rehearsal_kernel_runs_setup_aws_as_it_comes(aws_like_service):
         "bucket": f"sagemaker-{aws_like_service.info.region}-{ACCOUNT_ID}",
         "region": aws_like_service.info.region,
         "period": 60,
+        "poll": 30.0,
         "url": None,
         "loaded": "AWS shows no per-model state; see the endpoint's CloudWatch metrics",
         "refused": [
@@ -262,3 +266,148 @@ def test_a_rehearsal_kernel_gets_no_aws_or_local_mode_variable(tmp_path):
     assert oct(config.stat().st_mode & 0o777) == "0o600"  # it holds the service's secret key
     assert "TelemetryOptOut: true" in Path(environment["SAGEMAKER_USER_CONFIG_OVERRIDE"]).read_text()
     assert os.environ.get("AWS_CONFIG_FILE") != environment["AWS_CONFIG_FILE"]  # the caller's own is untouched
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The notebooks' AWS-mode path: `make rehearse-aws` (about 9 minutes on two busy cores; too long for `make test`)
+
+REHEARSE_NOTEBOOKS = os.environ.get("MME_REHEARSE_AWS") == "1"
+REHEARSAL_RUN = "aws-rehearsal"
+# short but whole: fewer houses, 08's workshop setting with fewer towns (nc's parameter names)
+REHEARSAL_PARAMETERS = {
+    "NUM_HOUSES_PER_LOCATION": 300,
+    "NUM_MODELS": 60,
+    "REQUESTS": 300,
+    "INSTANCE_TYPES": ["ml.m5.large", "ml.m5.xlarge"],
+}
+
+
+def notebook_text(path: Path) -> str:
+    """Everything a learner reads in an executed notebook's outputs, as text."""
+    texts = []
+    for cell in json.loads(path.read_text())["cells"]:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                texts.append("".join(output["text"]))
+            elif output.get("output_type") == "error":
+                texts.append(f"ERROR {output['ename']}: {output['evalue']}")
+            else:
+                texts.append("".join(output.get("data", {}).get("text/plain", "")))
+    return "\n".join(texts)
+
+
+def samples(cloudwatch, endpoint: str, metric: str, since: dt.datetime) -> int:
+    """How many values CloudWatch holds for an endpoint's metric since ``since``."""
+    points = cloudwatch.get_metric_statistics(
+        Namespace="AWS/SageMaker", MetricName=metric, Period=86_400, Statistics=["SampleCount"],
+        Dimensions=[{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "AllTraffic"}],
+        StartTime=since, EndTime=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5),
+    )["Datapoints"]  # fmt: skip
+    return int(sum(point["SampleCount"] for point in points))
+
+
+def aws_message_problems(executed: dict[str, str], region: str, unloads: int) -> list[str]:
+    """What the rehearsal's notebooks print about AWS, checked against what is true (every problem at
+    once, so that each notebook's author sees theirs): ``executed`` maps a notebook's number to its
+    outputs' text, ``unloads`` is CloudWatch's count of evictions on 03's endpoint over the run."""
+    problems = []
+
+    def expect(condition: object, number: str, what: str) -> None:
+        if not condition:
+            problems.append(f"{number}: {what}")
+
+    for number, text in executed.items():
+        if "AWS APIs answered by" in text:  # setup's table: role and bucket resolved, and who answers
+            expect(re.search(r"^mode\s+aws$", text, re.MULTILINE), number, "setup's table does not say mode aws")
+            expect(f"s3://sagemaker-{region}-{ACCOUNT_ID}" in text, number, "the default bucket is not the SDK's")
+            expect("AWS (regional endpoints)" in text, number, "setup's table does not say AWS answers")
+        expect("the local service at" not in text, number, "says the local service answers")
+        expect("ERROR " not in text, number, "an error output")
+        # loaded_models' local summary ("N models in memory, using ...") is a state AWS does not show
+        expect("models in memory, using" not in text, number, "shows per-model state")
+    if "05" in executed:
+        text = executed["05"]
+        expect("per-model state: not available (AWS shows none)" in text, "05", "per-model state not said absent")
+        expect("AWS shows no per-model state" in text, "05", "loaded_models' AWS summary not shown")
+        # capacity as on AWS (03's MME_LOCAL_* override ignored): the demo's prediction is what the endpoint did
+        predicted = [int(n) for n in re.findall(r"the simulation predicts (\d+) evictions", text)]
+        expect(predicted == [unloads], "05", f"predicts {predicted} evictions; CloudWatch counted {unloads} unloads")
+    if "06" in executed:
+        text = executed["06"]
+        sent = re.search(r"sent: (\d+) requests", text)
+        invocations = re.search(r"Invocations: sum (\d+)", text)
+        expect(
+            sent and invocations and sent[1] == invocations[1],
+            "06",
+            f"{sent and sent[0]} but {invocations and invocations[0]} (AWS rounds StartTime down to the minute)",
+        )
+    if "08" in executed:
+        text = executed["08"]
+        expect(re.search(r"trained (as|on) this machine", text), "08", "AWS mode does not train on this machine")
+        expect("AWS shows no per-model state" in text, "08", "per-model check not said impossible on AWS")
+    if "09" in executed:
+        expect("AWS shows no per-model state" in executed["09"], "09", "per-instance models not said hidden on AWS")
+    clean = f"clean: no endpoint, endpoint configuration, model or S3 object of run '{REHEARSAL_RUN}' is left"
+    expect(clean in executed.get("11", ""), "11", "the clean-up does not say it left nothing")
+    return problems
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.skipif(not REHEARSE_NOTEBOOKS, reason="the notebooks' AWS rehearsal runs in `make rehearse-aws`")
+def test_the_notebooks_aws_mode_path(tmp_path):
+    """Every notebook in order with MODE="aws", against the AWS-like service: each runs to its end, no
+    kernel tries to reach beyond 127.0.0.1, and what the notebooks print about AWS reads true."""
+    import boto3
+
+    from mme_helpers import suite
+    from mme_helpers.naming import RunNames
+
+    names = RunNames(REHEARSAL_RUN)
+    shutil.rmtree(ROOT / "runs" / REHEARSAL_RUN, ignore_errors=True)  # no executed copy from an earlier rehearsal
+    started = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    home = tmp_path / "aws-rehearsal"
+    with suite.aws_rehearsal(home, metrics_delay_s=rehearsal.CI_METRICS_DELAY_S) as info:
+        status = suite.run("aws", REHEARSAL_RUN, ROLE_ARN, REHEARSAL_PARAMETERS, False, [])
+        client = {
+            "endpoint_url": info.url, "region_name": info.region,
+            "aws_access_key_id": info.access_key_id, "aws_secret_access_key": info.secret_access_key,
+        }  # fmt: skip
+        cloudwatch, sagemaker, s3 = (boto3.client(name, **client) for name in ("cloudwatch", "sagemaker", "s3"))
+        unloads = samples(cloudwatch, names.endpoint, "ModelUnloadingTime", started)
+        left = {
+            "endpoints": [e["EndpointName"] for e in sagemaker.list_endpoints(NameContains=REHEARSAL_RUN)["Endpoints"]],
+            "models": [m["ModelName"] for m in sagemaker.list_models(NameContains=REHEARSAL_RUN)["Models"]],
+            "objects": s3.list_objects_v2(Bucket=f"sagemaker-{info.region}-{ACCOUNT_ID}", Prefix=names.s3_prefix)[
+                "KeyCount"
+            ],
+        }
+    assert status == 0, "a notebook failed: see the executed copy in runs/aws-rehearsal/"
+    assert rehearsal.violations(home) == []
+    executed = {path.name[:2]: notebook_text(path) for path in sorted((ROOT / "runs" / REHEARSAL_RUN).glob("*.ipynb"))}
+    assert set(executed) >= {"01", "02", "03", "04", "11"}
+
+    assert aws_message_problems(executed, info.region, unloads) == []
+    assert left == {"endpoints": [], "models": [], "objects": 0}  # and so it is
+
+
+def test_start_behave_as_aws_from_the_command_line(tmp_path):
+    """``start --behave-as-aws`` starts the AWS-like profile (``status`` names it); it refuses to call
+    a service already running in local mode's profile AWS-like."""
+    home = tmp_path / "cli-home"
+
+    def local(*arguments: str) -> subprocess.CompletedProcess:
+        environment = {k: v for k, v in os.environ.items() if k not in (aws_like.VARIABLE, aws_like.DELAY_VARIABLE)}
+        return subprocess.run(
+            [sys.executable, "-m", "mme_helpers.local", "--home", str(home), *arguments],
+            env=environment, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    try:
+        assert local("start").returncode == 0
+        refused = local("start", "--behave-as-aws")
+        assert refused.returncode == 2 and "is in local mode's profile: stop it first" in refused.stderr
+        assert local("stop").returncode == 0
+        assert local("start", "--behave-as-aws").returncode == 0
+        assert "profile: aws-like" in local("status").stdout
+    finally:
+        local("stop")

@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.behave_as_aws:
                 os.environ[aws_like.VARIABLE] = "1"  # read by `serve`, which inherits this environment
             info, started = lifecycle.start(home, port=args.port, region=args.region)
+            if args.behave_as_aws and (lifecycle.health(info) or {}).get("profile") != "aws-like":
+                print(f"error: the service running for {home} is in local mode's profile: stop it first", file=sys.stderr)
+                return 2
             verb = "started" if started else "already running"
             print(f"local AWS service {verb} at {info.url} (pid {info.pid}); state in {home}")
             print('point a shell at it with:  eval "$(python -m mme_helpers.local env)"')
