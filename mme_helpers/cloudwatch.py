@@ -40,14 +40,16 @@ def _metric_points(cloudwatch_client, endpoint_name, name, variant, start, end, 
     )["Datapoints"]
 
 
-def start_of_run() -> dt.datetime:
-    """A start time for reading one run's metrics: the next whole second, once it has come. CloudWatch
-    compares whole seconds (AWS: whole minutes, so there a run started in the same minute as the last
-    one shares its first datapoint), so what was published before it is not counted."""
+def start_of_run(resolution_seconds: int = 1) -> dt.datetime:
+    """A start time for reading one run's metrics: the next whole ``resolution_seconds`` (CloudWatch's
+    finest: a second in local mode, a minute on AWS), once it has come. CloudWatch keeps datapoints at
+    that resolution and rounds a query's start down to it, so requests sent after this time are counted
+    from it, and none sent before."""
     now = dt.datetime.now(dt.UTC)
-    start = now.replace(microsecond=0) + dt.timedelta(seconds=1)
+    elapsed = now.timestamp() % resolution_seconds
+    start = now + dt.timedelta(seconds=resolution_seconds - elapsed)
     time.sleep((start - now).total_seconds())
-    return start
+    return start.replace(microsecond=0)
 
 
 def one_period_since(since: dt.datetime) -> tuple[dt.datetime, int]:

@@ -115,3 +115,12 @@ def test_notebooks_check_runs_04_to_06_twice_in_a_row():
     order = [Path(word).stem[:2] for word in line.split() if word.endswith(".ipynb")]
     assert "--keep-duplicates" in line.split()
     assert order[order.index("04") :][:7] == ["04", "05", "06", "04", "05", "06", "07"]
+
+
+def test_a_run_starts_at_a_whole_period_of_cloudwatch_once_it_has_come():
+    import datetime as dt
+
+    from mme_helpers.cloudwatch import start_of_run
+
+    started = start_of_run(2)
+    assert started.timestamp() % 2 == 0 and dt.datetime.now(dt.UTC) >= started
