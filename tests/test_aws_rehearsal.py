@@ -328,7 +328,6 @@ def aws_message_problems(executed: dict[str, str], region: str, unloads: int) ->
     if "05" in executed:
         text = executed["05"]
         expect("per-model state: not available (AWS shows none)" in text, "05", "per-model state not said absent")
-        expect("AWS shows no per-model state" in text, "05", "loaded_models' AWS summary not shown")
         # capacity as on AWS (03's MME_LOCAL_* override ignored): the demo's prediction is what the endpoint did
         predicted = [int(n) for n in re.findall(r"the simulation predicts (\d+) evictions", text)]
         expect(predicted == [unloads], "05", f"predicts {predicted} evictions; CloudWatch counted {unloads} unloads")
