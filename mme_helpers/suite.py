@@ -207,11 +207,11 @@ def run(mode: str, run_name: str, role: str | None, extra: dict, in_place: bool,
 
 
 def rehearsal_home() -> Path:
-    """The AWS rehearsal's service home: ``$MME_LOCAL_HOME``, else ``.mme_local/aws-rehearsal``."""
-    import os
+    """The AWS rehearsal's service home, ``aws-rehearsal`` inside local mode's (``.mme_local`` or
+    ``$MME_LOCAL_HOME``): never local mode's own, whose state a rehearsal would forget."""
+    from .local import default_home
 
-    configured = os.environ.get("MME_LOCAL_HOME")
-    return Path(configured).resolve() if configured else ROOT / ".mme_local" / "aws-rehearsal"
+    return default_home() / "aws-rehearsal"
 
 
 @contextlib.contextmanager

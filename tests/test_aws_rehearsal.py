@@ -410,3 +410,12 @@ def test_start_behave_as_aws_from_the_command_line(tmp_path):
         assert "profile: aws-like" in local("status").stdout
     finally:
         local("stop")
+
+
+def test_the_rehearsal_never_takes_local_modes_home(monkeypatch, tmp_path):
+    """A rehearsal starts by forgetting its home's state: it is a folder of its own inside local mode's
+    home (``$MME_LOCAL_HOME`` included), so that local mode's buckets, jobs and endpoints survive it."""
+    from mme_helpers import suite
+
+    monkeypatch.setenv("MME_LOCAL_HOME", str(tmp_path / "my-local-home"))
+    assert suite.rehearsal_home() == (tmp_path / "my-local-home" / "aws-rehearsal").resolve()
