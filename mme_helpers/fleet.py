@@ -350,3 +350,14 @@ def restart_empty(sagemaker_client, names: RunNames, instance_type: str, poll_se
     sagemaker_client.update_endpoint(EndpointName=names.fleet_endpoint, EndpointConfigName=config)
     wait_for_endpoint(sagemaker_client, names.fleet_endpoint, poll_seconds)
     return config
+
+
+def cloudwatch_periods(at_s, started, period: int) -> np.ndarray:
+    """The CloudWatch period each request falls in, labelled as ``cloudwatch.metric_series`` labels its rows
+    (seconds from ``started`` to the period's start, rounded down to whole periods), so that a simulation's
+    per-period figures line up with the endpoint's. ``at_s``: seconds from ``started``. AWS rounds a recent
+    StartTime down to the whole minute (GetMetricStatistics), so periods of a minute or more start on whole
+    minutes; local mode's periods of a second start at ``started`` itself."""
+    offset = started.timestamp() % 60 if period >= 60 else 0.0
+    starts = (np.asarray(at_s, dtype=float) + offset) // period * period - offset
+    return starts // period * period

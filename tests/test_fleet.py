@@ -191,3 +191,17 @@ def test_a_rerun_of_08_restarts_its_endpoint_on_fresh_instances_with_empty_cache
     assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == configs[1]
     assert described["ProductionVariants"][0]["CurrentInstanceCount"] == 1
     assert loaded_models(names.fleet_endpoint).attrs["loaded_models"] == []
+
+
+def test_requests_are_put_in_the_cloudwatch_periods_that_metric_series_labels():
+    """AWS's 1-minute periods start on whole minutes: started 50 s into a minute, requests at 0 and 9.9 s are in
+    the minute that began 50 s before (metric_series labels a datapoint stamped then -60), 15 s in the next (0).
+    Local mode's 1-second periods start at ``started``: requests at 0, 0.5, 1.7 s fall in periods 0, 0, 1."""
+    import datetime as dt
+
+    started = dt.datetime.fromtimestamp(6_000 + 50, dt.UTC)
+    assert fleet.cloudwatch_periods([0, 9.9, 15], started, 60).tolist() == [-60, -60, 0]
+    stamps = [dt.datetime.fromtimestamp(t, dt.UTC) for t in (6_000, 6_060)]  # datapoints stamped at the minutes
+    assert [(t - started).total_seconds() // 60 * 60 for t in stamps] == [-60, 0]  # metric_series' labels
+    local = dt.datetime.fromtimestamp(100.4, dt.UTC)
+    assert fleet.cloudwatch_periods([0, 0.5, 1.7], local, 1).tolist() == [0, 0, 1]
