@@ -216,7 +216,8 @@ def model_memory(
         }
     memory = model_memory_budget(instance_type)
     charged = loaded + model_server_worker_bytes(image_version)
-    share = f"{MODEL_MEMORY_SHARE * 100:.0f} % of {MEMORY_GIB[instance_type]} GiB = {MEMORY_GIB[instance_type] * GIB / 1e9:,.2f} GB"
+    gib = MEMORY_GIB[instance_type]
+    share = f"{MODEL_MEMORY_SHARE * 100:.0f} % of {gib} GiB = {gib * GIB / 1e9:,.2f} GB"
     return {
         "memory for models": f"{memory / 1e9:,.2f} GB ({instance_type}: {share})",
         "MB per loaded model": round(charged / 1e6, 3),
