@@ -109,26 +109,48 @@ def _readable_tables() -> None:
 
 
 def _local(region: str | None) -> Context:
-    from .local import DEFAULT_REGION, ROLE_ARN, clear_variables, client_environment, default_home, start
-
     if "sagemaker" in sys.modules and "AWS_ENDPOINT_URL" not in os.environ:
         warnings.warn(
             "sagemaker was imported before setup('local'): its import creates a boto3 session, which may "
             "have looked for AWS credentials on the network. Call setup() first.",
             stacklevel=3,
         )
+    info = point_at_local_service(region)
+    _memoize_sdk_config_validation()  # local mode only: AWS mode runs the SDK as it comes
+    return local_context(info, _sessions)
+
+
+def _aws(role: str | None, region: str | None) -> Context:
+    def execution_role(sagemaker_session) -> str:
+        from sagemaker import get_execution_role
+
+        return get_execution_role(sagemaker_session)
+
+    return aws_context(role, region, _sessions, execution_role)
+
+
+def point_at_local_service(region: str | None, python: str | None = None):
+    """Find or start the local service (with ``python``, else this interpreter) and point the
+    standard variables at it; returns its ``ServiceInfo``. Shared by the v2 and v3 setups."""
+    from .local import DEFAULT_REGION, clear_variables, client_environment, default_home, start
 
     home = default_home()
-    info, _ = start(home, region=region or DEFAULT_REGION)
+    info, _ = start(home, region=region or DEFAULT_REGION, **({"python": python} if python else {}))
     for name in clear_variables():
         os.environ.pop(name, None)
     os.environ.update(client_environment(info, home))
-    _memoize_sdk_config_validation()  # local mode only: AWS mode runs the SDK as it comes
-    boto_session, sagemaker_session = _sessions(info.region)
+    return info
+
+
+def local_context(info, sessions) -> Context:
+    """Local mode's context; ``sessions(region)`` makes the SDK's (v2 or v3) boto3 and SageMaker sessions."""
+    from .local import ROLE_ARN
+
+    boto_session, sagemaker_session = sessions(info.region)
     return Context(
         mode="local",
         region=info.region,
-        role=ROLE_ARN,
+        role=ROLE_ARN,  # the role the SDK config names as the default execution role (README)
         bucket=sagemaker_session.default_bucket(),
         boto_session=boto_session,
         sagemaker_session=sagemaker_session,
@@ -138,19 +160,18 @@ def _local(region: str | None) -> Context:
     )
 
 
-def _aws(role: str | None, region: str | None) -> Context:
+def aws_context(role: str | None, region: str | None, sessions, execution_role) -> Context:
+    """AWS mode changes nothing, and refuses variables that would point the SDK elsewhere."""
     leftovers = [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]
     if leftovers:
         raise ModeError(
             f"MODE='aws' but {', '.join(sorted(leftovers))} point(s) the SDK elsewhere "
             "(left from local mode?); unset them or restart the kernel"
         )
-    boto_session, sagemaker_session = _sessions(region)
+    boto_session, sagemaker_session = sessions(region)
     if not role:
-        from sagemaker import get_execution_role
-
         try:
-            role = get_execution_role(sagemaker_session)
+            role = execution_role(sagemaker_session)
         except ValueError as exc:
             raise ModeError(
                 "MODE='aws' outside SageMaker needs ROLE: the ARN of an IAM role SageMaker can assume "

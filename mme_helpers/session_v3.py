@@ -14,7 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .session import MODES, Context, ModeError, _readable_tables
+from .session import MODES, Context, ModeError, _readable_tables, aws_context, local_context, point_at_local_service
 
 SERVICE_PYTHON = Path(".venv") / "bin" / "python"  # the main environment, relative to the project
 
@@ -37,60 +37,22 @@ def service_python() -> Path:
 
 
 def _local(region: str | None) -> Context:
-    from .local import DEFAULT_REGION, ROLE_ARN, clear_variables, client_environment, default_home, start
-
     if "sagemaker" in sys.modules and "AWS_ENDPOINT_URL" not in os.environ:
         warnings.warn(
             "sagemaker was imported before setup('local', sdk='v3'): its clients may have been made for AWS. "
             "Call setup() first.",
             stacklevel=3,
         )
-    home = default_home()
-    info, _ = start(home, region=region or DEFAULT_REGION, python=str(service_python()))
-    for name in clear_variables():
-        os.environ.pop(name, None)
-    os.environ.update(client_environment(info, home))
-    boto_session, sagemaker_session = _sessions(info.region)
-    return Context(
-        mode="local",
-        region=info.region,
-        role=ROLE_ARN,  # the role the SDK config names as the default execution role (README)
-        bucket=sagemaker_session.default_bucket(),
-        boto_session=boto_session,
-        sagemaker_session=sagemaker_session,
-        poll_seconds=1.0,
-        service_url=info.url,
-        metric_period=1,
-    )
+    return local_context(point_at_local_service(region, python=str(service_python())), _sessions)
 
 
 def _aws(role: str | None, region: str | None) -> Context:
-    leftovers = [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]
-    if leftovers:
-        raise ModeError(
-            f"MODE='aws' but {', '.join(sorted(leftovers))} point(s) the SDK elsewhere "
-            "(left from local mode?); unset them or restart the kernel"
-        )
-    boto_session, sagemaker_session = _sessions(region)
-    if not role:
+    def execution_role(sagemaker_session) -> str:
         from sagemaker.core.helper.session_helper import get_execution_role
 
-        try:
-            role = get_execution_role(sagemaker_session)
-        except ValueError as exc:
-            raise ModeError(
-                "MODE='aws' outside SageMaker needs ROLE: the ARN of an IAM role SageMaker can assume "
-                "(with S3 access to the bucket)"
-            ) from exc
-    return Context(
-        mode="aws",
-        region=boto_session.region_name,
-        role=role,
-        bucket=sagemaker_session.default_bucket(),
-        boto_session=boto_session,
-        sagemaker_session=sagemaker_session,
-        poll_seconds=30.0,
-    )
+        return get_execution_role(sagemaker_session)
+
+    return aws_context(role, region, _sessions, execution_role)
 
 
 def _sessions(region: str | None):
