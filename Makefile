@@ -63,7 +63,10 @@ venv: $(VENV)/.installed $(CONTAINER_VENV)/.installed $(CONTAINER_VENV_3_0)/.ins
 run: venv
 	$(PY) -m mme_helpers.suite --mode $(MODE) --run-name $(RUN_NAME) $(if $(ROLE),--role $(ROLE)) $(PARAMS)
 
-test: venv lint unit notebooks-check
+# The unit and service tests and the notebooks use separate local services: on two cores they run side by side
+# (each one's output printed whole when it ends).
+test: venv lint
+	@$(MAKE) --no-print-directory -j2 --output-sync=target unit notebooks-check
 
 lint: venv
 	$(PY) -m ruff check mme_helpers tests benchmarks
