@@ -21,7 +21,7 @@ MAIN_NOTEBOOKS = $(filter-out $(V3_NOTEBOOK) $(LAST_NOTEBOOK),$(sort $(wildcard 
 RERUN_NOTEBOOKS = $(sort $(wildcard notebooks/0[4-6]_*.ipynb))
 MAIN_ORDER = $(foreach nb,$(MAIN_NOTEBOOKS),$(nb) $(if $(findstring 06_,$(nb)),$(RERUN_NOTEBOOKS)))
 
-.PHONY: run test lint unit notebooks-check rehearse-aws lab clean lock lock-v3 venv outputs benchmark
+.PHONY: run test test-services lint unit notebooks-check rehearse-aws lab clean lock lock-v3 venv outputs benchmark
 .DEFAULT_GOAL := run
 
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -58,7 +58,8 @@ $(V3_VENV)/.installed: requirements-v3.lock $(VENV)/.installed
 	$(V3_VENV)/bin/python -m ipykernel install --prefix $(CURDIR)/$(VENV) --name $(V3_KERNEL) --display-name "Python (mme-xgboost, SDK v3)" >/dev/null 2>&1
 	@touch $@
 
-venv: $(VENV)/.installed $(CONTAINER_VENV)/.installed $(CONTAINER_VENV_3_0)/.installed $(V3_VENV)/.installed
+venv:  # the four environments are made side by side (v3's waits for the main one, where its kernel is registered)
+	@$(MAKE) --no-print-directory -j3 $(VENV)/.installed $(CONTAINER_VENV)/.installed $(CONTAINER_VENV_3_0)/.installed $(V3_VENV)/.installed
 
 run: venv
 	$(PY) -m mme_helpers.suite --mode $(MODE) --run-name $(RUN_NAME) $(if $(ROLE),--role $(ROLE)) $(PARAMS)
@@ -71,8 +72,17 @@ test: venv lint
 lint: venv
 	$(PY) -m ruff check mme_helpers tests benchmarks
 
+# Tests that start services of their own, other kernels or other environments (restarts, kill -9 cycles, regions,
+# the SDK v3 flow, the rehearsal's kernels): a few seconds each, minutes together; CI runs them after `make test`.
+SERVICE_TESTS := tests/test_durable_state.py tests/test_nothing_lost.py tests/test_service_lifecycle.py \
+	tests/test_session.py tests/test_session_v3.py tests/test_client_environment.py tests/test_sdk_v3.py \
+	tests/test_aws_rehearsal.py tests/test_offline.py
+
 unit: venv
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests $(addprefix --ignore=,$(SERVICE_TESTS))
+
+test-services: venv
+	$(PY) -m pytest $(SERVICE_TESTS)
 
 # The committed notebooks are re-executed in order against a fresh local service (reset: no state
 # from an earlier run) and their outputs compared with the committed ones (tests/nbval_sanitize.cfg
