@@ -85,6 +85,8 @@ class EndpointRuntime:
 
     def instance_for(self, target: str) -> int:
         """The instance that serves a request for ``target`` now, from what each one holds and serves."""
+        if len(self.instances) == 1:
+            return 0  # the common case, on every request: nothing to choose
         state = [
             InstanceLoad(
                 holds=target in registry.memory or target in registry.loading,
