@@ -17,7 +17,7 @@ class BodyTooLarge(Exception):
         self.size = size
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     method: str
     path: str
@@ -26,19 +26,24 @@ class Request:
     headers: dict[str, str]
     receive: object = field(repr=False)
     body: bytes = b""
-    header_list: tuple[tuple[str, str], ...] = ()  # every header as received, in order (for signatures)
+    header_values: dict[str, list[str]] = field(default_factory=dict)  # each one's values in order (signatures)
     body_read: bool = False
     too_large: BodyTooLarge | None = None
 
     @classmethod
     def from_scope(cls, scope, receive) -> Request:
         headers: dict[str, str] = {}
-        header_list = []
+        values: dict[str, list[str]] = {}
         for name, value in scope["headers"]:
             key = name.decode("latin-1").lower()
             text = value.decode("latin-1")
-            header_list.append((key, text))
-            headers[key] = f"{headers[key]},{text}" if key in headers else text
+            found = values.get(key)
+            if found is None:
+                values[key] = [text]
+                headers[key] = text
+            else:
+                found.append(text)
+                headers[key] = ",".join(found)
         return cls(
             method=scope["method"],
             path=scope["path"],
@@ -46,7 +51,7 @@ class Request:
             query_string=scope.get("query_string", b""),
             headers=headers,
             receive=receive,
-            header_list=tuple(header_list),
+            header_values=values,
         )
 
     @property
@@ -129,7 +134,7 @@ class Request:
         return receive
 
 
-@dataclass
+@dataclass(slots=True)
 class Response:
     status: int = 200
     body: bytes = b""

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 
 from .asgi import Request, Response
-from .sigv4 import AuthFailure, CredentialScope, WireRequest, precheck, verify
+from .sigv4 import AuthFailure, CredentialScope, precheck, verify
 
 # kind of failure -> error code in the S3 (rest-xml), JSON / rest-json / CBOR, and query protocols
 CODES = {
@@ -40,15 +40,11 @@ class Authenticator:
         self.clock = clock
 
     def check(self, request: Request, body_sha256: str | None) -> CredentialScope:
-        return verify(_wire(request), self.secrets, self.clock(), body_sha256, self.region)
+        return verify(request, self.secrets, self.clock(), body_sha256, self.region)
 
     def precheck(self, request: Request) -> None:
         """What can be refused before the body is read (see ``sigv4.precheck``)."""
-        precheck(_wire(request), self.secrets, self.clock(), self.region)
-
-
-def _wire(request: Request) -> WireRequest:
-    return WireRequest(request.method, request.raw_path, request.query_string, request.header_list)
+        precheck(request, self.secrets, self.clock(), self.region)
 
 
 def protocol_of(request: Request, scope: CredentialScope | None) -> str:

@@ -28,8 +28,8 @@ class MetricsPublisher:
         self.period_s = period_s
         self.delay_s = delay_s
         self.lock = threading.Lock()
-        # (period start or None: sent at the next flush, endpoint, variant, name, unit) -> [count, sum, min, max]
-        self.pending: dict[tuple[float | None, str, str, str, str], list[float]] = {}
+        # (period start or None: sent at the next flush, endpoint, variant) -> (name, unit) -> [count, sum, min, max]
+        self.pending: dict[tuple[float | None, str, str], dict[tuple[str, str], list[float]]] = {}
         self.gauges: dict[tuple[str, str, str], Callable[[], float | list[float]]] = {}
         self.recorders: dict[tuple[str, str], Callable[[str, float, str], None]] = {}
         self.stopped = threading.Event()
@@ -54,21 +54,32 @@ class MetricsPublisher:
         lock = self.lock
 
         def record(name: str, value: float, unit: str) -> None:
-            slot = (self._period_start(time.time()), endpoint, variant, name, unit)
+            where = (self._period_start(time.time()), endpoint, variant)
             with lock:
-                self._add(slot, value)
+                self._add(where, name, unit, value)
 
         self.recorders[key] = record
         return record
 
+    def record_all(self, endpoint: str, variant: str, points: list[tuple[str, float, str]]) -> None:
+        """One request's datapoints ``(name, value, unit)`` at once: the request path takes the lock
+        and reads the clock once, not once per metric."""
+        where = (self._period_start(time.time()), endpoint, variant)
+        with self.lock:
+            for name, value, unit in points:
+                self._add(where, name, unit, value)
+
     def _period_start(self, when: float) -> float | None:
         return None if self.period_s <= 1 else when // self.period_s * self.period_s
 
-    def _add(self, slot, value: float) -> None:
-        """Under the lock: one value into its slot's statistic set."""
-        stats = self.pending.get(slot)
+    def _add(self, where: tuple[float | None, str, str], name: str, unit: str, value: float) -> None:
+        """Under the lock: one value into its metric's statistic set for that period and endpoint."""
+        series = self.pending.get(where)
+        if series is None:
+            series = self.pending[where] = {}
+        stats = series.get((name, unit))
         if stats is None:
-            self.pending[slot] = [1, value, value, value]
+            series[(name, unit)] = [1, value, value, value]
         else:
             stats[0] += 1
             stats[1] += value
@@ -106,22 +117,23 @@ class MetricsPublisher:
                 values = _read(read)
                 with self.lock:
                     for value in values:
-                        self._add((self._period_start(now), endpoint, variant, name, "None"), value)
+                        self._add((self._period_start(now), endpoint, variant), name, "None", value)
             gauges = []
         with self.lock:
-            due = [slot for slot in self.pending if slot[0] is None or slot[0] + self.period_s + self.delay_s <= now]
-            pending = {slot: self.pending.pop(slot) for slot in due}
+            due = [where for where in self.pending if where[0] is None or where[0] + self.period_s + self.delay_s <= now]
+            pending = [(where, self.pending.pop(where)) for where in due]
         data: dict[str, list[dict]] = {}
-        for (start, endpoint, variant, name, unit), (count, total, low, high) in pending.items():
-            data.setdefault(_namespace(name), []).append(
-                {
-                    "MetricName": name,
-                    "Dimensions": _dimensions(endpoint, variant),
-                    "Timestamp": now if start is None else start,
-                    "Unit": unit,
-                    "StatisticValues": {"SampleCount": count, "Sum": total, "Minimum": low, "Maximum": high},
-                }
-            )
+        for (start, endpoint, variant), series in pending:
+            for (name, unit), (count, total, low, high) in series.items():
+                data.setdefault(_namespace(name), []).append(
+                    {
+                        "MetricName": name,
+                        "Dimensions": _dimensions(endpoint, variant),
+                        "Timestamp": now if start is None else start,
+                        "Unit": unit,
+                        "StatisticValues": {"SampleCount": count, "Sum": total, "Minimum": low, "Maximum": high},
+                    }
+                )
         for (endpoint, variant, name), read in gauges:
             values = _read(read)
             for value in values:

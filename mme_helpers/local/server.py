@@ -363,6 +363,7 @@ def serve(home: Path, port: int, region: str, training_workers: int | None = Non
         timeout_keep_alive=75,
         server_header=False,
         date_header=False,
+        proxy_headers=False,  # no proxy in front: X-Forwarded-* headers are not looked for on every request
     )
     server = uvicorn.Server(config)
     shown = f", behaving as AWS: metrics per minute, {profile.metrics_delay_s:g} s late" if profile.aws_like else ""

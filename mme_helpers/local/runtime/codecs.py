@@ -89,7 +89,10 @@ def parse_csv(body: bytes, num_features: int) -> np.ndarray | sparse.csr_matrix:
         cells = line.split(delimiter)
         if len(cells) != width:
             raise PayloadError(f"CSV row {row_number} has {len(cells)} values, row 1 has {width}")
-        rows.append([_cell(cell, row_number, col) for col, cell in enumerate(cells, start=1)])
+        try:  # float() takes what _cell takes but empty cells (missing values) and errors, which it words
+            rows.append([float(cell) for cell in cells])
+        except ValueError:
+            rows.append([_cell(cell, row_number, col) for col, cell in enumerate(cells, start=1)])
     dense = np.asarray(rows, dtype=np.float32)
     if width == num_features:
         return dense

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import shutil
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...sagemaker_hosting import (
     DEFAULT_DISK_BYTES,
@@ -56,13 +54,45 @@ class S3Artifacts:
             raise ModelNotFound(self.bucket, key) from None
 
 
-@dataclass
-class Served:
+class Served(NamedTuple):
     """A request being served: by which instance, with which model, and whether it was a cache hit."""
 
     instance: int
     model: LoadedModel
     hit: bool
+
+
+class Serving:
+    """The hold ``EndpointRuntime.serving`` gives: a class rather than a generator, as it is on the
+    path of every request."""
+
+    __slots__ = ("runtime", "target", "number", "registry")
+
+    def __init__(self, runtime: EndpointRuntime, target: str):
+        self.runtime = runtime
+        self.target = target
+
+    async def __aenter__(self) -> Served:
+        runtime = self.runtime
+        number = runtime.instance_for(self.target)
+        registry = runtime.instances[number]
+        runtime.in_flight[number] += 1
+        try:
+            model = registry.acquire_resident(self.target)
+            hit = model is not None
+            if not hit:
+                model, hit = await registry.acquire(self.target)
+        except BaseException:
+            runtime.in_flight[number] -= 1
+            raise
+        self.number, self.registry = number, registry
+        return Served(number, model, hit)
+
+    async def __aexit__(self, *exc_info) -> None:
+        try:
+            self.registry.release(self.target)
+        finally:
+            self.runtime.in_flight[self.number] -= 1
 
 
 @dataclass
@@ -97,22 +127,11 @@ class EndpointRuntime:
         ]
         return instance_index(target, state, self.busy)
 
-    @contextlib.asynccontextmanager
-    async def serving(self, target: str) -> AsyncIterator[Served]:
-        """Route a request for ``target``, acquire its model on that instance and hold it (and the
-        instance's count of requests in flight) until the request is answered. Raises what
-        ``ModelRegistry.acquire`` raises."""
-        number = self.instance_for(target)
-        registry = self.instances[number]
-        self.in_flight[number] += 1
-        try:
-            model, hit = await registry.acquire(target)
-            try:
-                yield Served(number, model, hit)
-            finally:
-                registry.release(target)
-        finally:
-            self.in_flight[number] -= 1
+    def serving(self, target: str) -> Serving:
+        """``async with runtime.serving(target) as served``: route a request for ``target``, acquire
+        its model on that instance and hold it (and the instance's count of requests in flight)
+        until the request is answered. Raises what ``ModelRegistry.acquire`` raises."""
+        return Serving(self, target)
 
     def snapshot(self) -> dict:
         """Every instance's cache state, models tagged with their instance."""

@@ -6,9 +6,11 @@ would only say "Prediction failed", the message carries the real cause.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import time
-import uuid
+from functools import lru_cache
 from urllib.parse import unquote
 
 import numpy as np
@@ -24,6 +26,14 @@ INLINE_PREDICTION_BYTES = 64 * 1024  # larger payloads are parsed and predicted 
 # Not an AWS header: local mode's own, on a multi-model endpoint's answers, saying which of its instances
 # (0, 1, ...) served the request, as loaded_models' "instance" column numbers them.
 INSTANCE_HEADER = b"x-mme-local-instance"
+
+
+def new_request_id() -> str:
+    """A request id as AWS's look: a random (version 4) UUID. Not a secret, so from ``random``:
+    ``uuid.uuid4`` asks the kernel for 16 bytes on every request."""
+    digits = f"{random.getrandbits(128):032x}"
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
 
 
 class InvokeError(Exception):
@@ -51,17 +61,19 @@ class InvocationHandler:
         self.executor = executor
 
     async def handle(self, request: Request, endpoint_name: str) -> Response:
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         started = time.perf_counter()
         endpoint = self.backend.serving_endpoint(endpoint_name)
         # an endpoint being updated keeps serving from its current runtime, as on AWS
         runtime = endpoint.runtime if endpoint is not None and endpoint.status in ("InService", "Updating") else None
-        record = self.metrics.recorder(endpoint_name, runtime.variant) if runtime else None
+        points: list[tuple[str, float, str]] = []  # this request's datapoints, recorded at once
         try:
             if runtime is None:
                 raise InvokeError(400, "ValidationError", f"Endpoint {endpoint_name} of account {ACCOUNT_ID} not found.")
             try:
-                body = await request.read_body(MAX_PAYLOAD)
+                # mostly read (and hashed) already by the signature check: then no await
+                read = request.body_read and len(request.body) <= MAX_PAYLOAD
+                body = request.body if read else await request.read_body(MAX_PAYLOAD)
             except BodyTooLarge as too_large:
                 size = f"{too_large.size:,} bytes" if too_large.size else "more than 6 MB"
                 raise InvokeError(
@@ -69,21 +81,27 @@ class InvocationHandler:
                     "ValidationError",
                     f"Request payload is {size}; the limit for real-time endpoints is {MAX_PAYLOAD:,} bytes (6 MB).",
                 ) from None
-            response, model_latency_us = await self._invoke(request, body, runtime, request_id, record, endpoint_name)
+            response, model_latency_us = await self._invoke(request, body, runtime, request_id, points, endpoint_name)
         except InvokeError as error:
-            if record:  # AWS: a 1 or a 0 to each of these per request
-                record("Invocation4XXErrors", 1 if error.status < 500 else 0, "Count")
-                record("Invocation5XXErrors", 1 if error.status >= 500 else 0, "Count")
-                record("InvocationModelErrors", 1 if error.error_type == "ModelError" else 0, "Count")
+            points += [  # AWS: a 1 or a 0 to each of these per request
+                ("Invocation4XXErrors", 1 if error.status < 500 else 0, "Count"),
+                ("Invocation5XXErrors", 1 if error.status >= 500 else 0, "Count"),
+                ("InvocationModelErrors", 1 if error.error_type == "ModelError" else 0, "Count"),
+            ]
             return _error(request_id, error)
-        if record:
-            record("Invocation4XXErrors", 0, "Count")
-            record("Invocation5XXErrors", 0, "Count")
-            record("InvocationModelErrors", 0, "Count")
-            record("OverheadLatency", (time.perf_counter() - started) * 1e6 - model_latency_us, "Microseconds")
-        return response
+        else:
+            points += [
+                ("Invocation4XXErrors", 0, "Count"),
+                ("Invocation5XXErrors", 0, "Count"),
+                ("InvocationModelErrors", 0, "Count"),
+                ("OverheadLatency", (time.perf_counter() - started) * 1e6 - model_latency_us, "Microseconds"),
+            ]
+            return response
+        finally:
+            if runtime is not None:
+                self.metrics.record_all(endpoint_name, runtime.variant, points)
 
-    async def _invoke(self, request, body, runtime, request_id, record, endpoint_name) -> tuple[Response, float]:
+    async def _invoke(self, request, body, runtime, request_id, points, endpoint_name) -> tuple[Response, float]:
         headers = request.headers
         variant = headers.get("x-amzn-sagemaker-target-variant")
         if variant is not None and variant != runtime.variant:  # AWS refuses a variant the endpoint lacks
@@ -104,7 +122,7 @@ class InvocationHandler:
                 "1 validation error detected: Value at 'targetModel' failed to satisfy constraint: "
                 f"Member must have length less than or equal to {MAX_TARGET_MODEL}",
             )
-        record("Invocations", 1, "Count")
+        points.append(("Invocations", 1, "Count"))
         try:
             accept = codecs.choose_accept(headers.get("accept"), runtime.default_accept)
         except codecs.PayloadError as exc:
@@ -114,7 +132,7 @@ class InvocationHandler:
         if runtime.multi_model:
             try:
                 async with runtime.serving(target) as served:
-                    record("ModelCacheHit", 1 if served.hit else 0, "Count")
+                    points.append(("ModelCacheHit", 1 if served.hit else 0, "Count"))
                     try:
                         predictions = await self._predict(served.model, body, headers.get("content-type"))
                     except codecs.PayloadError as exc:
@@ -142,7 +160,7 @@ class InvocationHandler:
             except codecs.PayloadError as exc:
                 raise _model_error(runtime, exc) from None
         model_latency_us = (time.perf_counter() - model_started) * 1e6
-        record("ModelLatency", model_latency_us, "Microseconds")
+        points.append(("ModelLatency", model_latency_us, "Microseconds"))
         response = Response(
             status=200,
             body=codecs.encode(predictions, accept),
@@ -156,10 +174,8 @@ class InvocationHandler:
         return response, model_latency_us
 
     async def _predict(self, model, body: bytes, content_type: str | None) -> np.ndarray:
-        if len(body) <= INLINE_PREDICTION_BYTES:
+        if len(body) <= INLINE_PREDICTION_BYTES:  # a coroutine that does not wait: no task switch
             return _decode_and_predict(model, body, content_type)
-        import asyncio
-
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, _decode_and_predict, model, body, content_type)
 
@@ -189,8 +205,10 @@ def _model_error(runtime, exc: Exception, status: int = 503) -> InvokeError:
     )
 
 
+@lru_cache(maxsize=1024)
 def endpoint_name_from_path(raw_path: bytes) -> str | None:
-    """``/endpoints/{EndpointName}/invocations`` -> the name; None for any other path."""
+    """``/endpoints/{EndpointName}/invocations`` -> the name; None for any other path. Cached: it is
+    asked twice of every request (signature check, routing), of the same few paths."""
     parts = raw_path.split(b"/")
     if len(parts) == 4 and parts[0] == b"" and parts[1] == b"endpoints" and parts[3] == b"invocations":
         return unquote(parts[2].decode("latin-1"))

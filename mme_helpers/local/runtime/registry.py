@@ -139,16 +139,24 @@ class ModelRegistry:
 
     # the request path ------------------------------------------------------------------------------
 
+    def acquire_resident(self, target: str) -> LoadedModel | None:
+        """The model if it is in memory (a cache hit, held: call ``release`` when done), else None,
+        without waiting: the warm path of every request, with no coroutine to run."""
+        resident = self.memory.get(target)
+        if resident is None:
+            return None
+        self.memory.move_to_end(target)
+        resident.in_use += 1
+        stats = self.stats[target]
+        stats.hits += 1
+        stats.last_used = time.time()
+        return resident.model
+
     async def acquire(self, target: str) -> tuple[LoadedModel, bool]:
         """The loaded model and whether it was a cache hit; call ``release`` when done."""
-        resident = self.memory.get(target)
-        if resident is not None:
-            self.memory.move_to_end(target)
-            resident.in_use += 1
-            stats = self.stats[target]
-            stats.hits += 1
-            stats.last_used = time.time()
-            return resident.model, True
+        model = self.acquire_resident(target)
+        if model is not None:
+            return model, True
         load = self.loading.get(target)
         if load is None:
             future = asyncio.get_running_loop().create_future()
