@@ -220,7 +220,7 @@ def main() -> None:
             # cold from the disk cache: memory for one model only, so every switch reloads from disk ---------
             cold_state = bench.state("cold")  # an instance type's budget: each model is also charged its worker
             model_size = cold_state["models"][0]["memory_bytes"] - cold_state["worker_bytes"]
-            prefix = bench.endpoint("disk", {"MME_LOCAL_MEMORY_BUDGET_MB": str(1.5 * model_size / 2**20)})
+            prefix = bench.endpoint("disk", {"MME_LOCAL_MEMORY_BUDGET_MB": str(1.5 * model_size / 1e6)})
             disk_keys = [f"d{i:02d}.tar.gz" for i in range(30)]
             bench.upload(prefix, disk_keys, artifact)
             for key in disk_keys:
@@ -246,7 +246,7 @@ def main() -> None:
             loaded = len(bench.state("memory")["loaded_models"])
             results["memory per loaded seed-size model"] = {
                 "models loaded": loaded,
-                "MB per model": round((after - before) / (loaded - 1) / 2**20, 3),
+                "MB per model": round((after - before) / (loaded - 1) / 1e6, 3),
                 "artifact KB": round(len(artifact) / 1024, 1),
                 "loaded model KB (counted)": round(model_size / 1024, 1),
             }

@@ -1,7 +1,7 @@
 """Thousands of models behind one endpoint (local mode, loopback only).
 
 For 100, 1,000 and 10,000 models (copies of one artifact, so that every model takes the same
-memory) behind one endpoint with a 1 GB memory budget, a seeded Zipf stream of signed requests is
+memory) behind one endpoint with a 1 GiB memory budget, a seeded Zipf stream of signed requests is
 replayed over 8 connections; the endpoint's hit ratio is set beside an exact LRU simulation of the
 same stream, and the service's RSS is watched.
 
@@ -31,7 +31,7 @@ from mme_helpers.eviction import capacity_in_models, simulate_lru  # noqa: E402
 from mme_helpers.local import lifecycle  # noqa: E402
 from mme_helpers.local.sagemaker import xgboost_algorithm  # noqa: E402
 
-BUDGET_MB = 1024
+BUDGET_BYTES = 2**30  # 1 GiB (MME_LOCAL_MEMORY_BUDGET_MB is in decimal MB); RSS is reported in MiB too
 ZIPF_EXPONENT = 1.1
 SEED = 11
 # A model a little larger than the seed's (more, deeper trees): 10,000 of them do not fit in 1 GB.
@@ -55,7 +55,7 @@ def zipf_stream(models: int, length: int, seed: int = SEED) -> np.ndarray:
 
 def run(bench: Bench, blob: bytes, models: int, seconds: float) -> dict:
     name = f"scale{models}"
-    prefix = bench.endpoint(name, {"MME_LOCAL_MEMORY_BUDGET_MB": str(BUDGET_MB)})
+    prefix = bench.endpoint(name, {"MME_LOCAL_MEMORY_BUDGET_MB": str(BUDGET_BYTES / 10**6)})
     keys = [f"m{i:05d}.tar.gz" for i in range(models)]
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -64,7 +64,7 @@ def run(bench: Bench, blob: bytes, models: int, seconds: float) -> dict:
     bench.call(name, keys[0])
     first = bench.state(name)["models"][0]
     memory_bytes, hits_before, misses_before = first["memory_bytes"], first["hits"], first["misses"]
-    capacity = capacity_in_models(BUDGET_MB * 2**20, memory_bytes)
+    capacity = capacity_in_models(BUDGET_BYTES, memory_bytes)
     payloads = [httpload.request_bytes(bench.path(name), ROW, bench.signed(name, key), bench.info.port) for key in keys]
     stream = zipf_stream(models, 2_000_000)
 
@@ -102,8 +102,8 @@ def run(bench: Bench, blob: bytes, models: int, seconds: float) -> dict:
         "hit ratio, endpoint": round(endpoint_ratio * 100, 2),
         "hit ratio, exact LRU": round(lru_ratio * 100, 2),
         "difference (points)": round((endpoint_ratio - lru_ratio) * 100, 2),
-        "max RSS MB": round(max(rss) / 2**20),
-        "RSS over budget MB": round(max(rss) / 2**20 - BUDGET_MB),
+        "max RSS MiB": round(max(rss) / 2**20),
+        "RSS over budget MiB": round((max(rss) - BUDGET_BYTES) / 2**20),
         "loaded at the end": len(state["loaded_models"]),
     }
 
@@ -122,7 +122,7 @@ def main(sizes: list[int]) -> None:
             lifecycle.stop(home)
     print(
         f"\nScale benchmark, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}, artifact {len(blob) / 1024:.0f} KB, "
-        f"budget {BUDGET_MB} MB, Zipf s={ZIPF_EXPONENT}, 8 connections"
+        f"budget {BUDGET_BYTES / 2**30:g} GiB, Zipf s={ZIPF_EXPONENT}, 8 connections"
     )
     columns = list(rows[0])
     print(" | ".join(columns))

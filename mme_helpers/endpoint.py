@@ -114,4 +114,4 @@ def loaded_models(endpoint_name: str) -> pd.DataFrame:
 
 
 def _size(nbytes: int) -> str:
-    return f"{nbytes / 2**30:,.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:,.1f} MB"
+    return f"{nbytes / 2**30:,.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 1e6:,.2f} MB"  # decimal, as the tables

@@ -239,7 +239,7 @@ def test_the_aws_like_service_ignores_the_local_memory_override(tmp_path):
     aws = _provision(False, tmp_path / "aws")
     assert (aws.memory_budget, aws.worker_bytes) == (model_memory_budget("ml.m5.xlarge"), model_server_worker_bytes("3.0-5"))
     local = _provision(True, tmp_path / "local")
-    assert (local.memory_budget, local.worker_bytes) == (int(1.5 * 2**20), 0)
+    assert (local.memory_budget, local.worker_bytes) == (1_500_000, 0)  # decimal MB
 
 
 def test_the_profile_is_read_from_the_environment():

@@ -90,7 +90,7 @@ def test_the_endpoint_evicts_exactly_as_lru_under_a_skewed_stream(ctx, clients):
     and evictions, the hit count in CloudWatch and LoadedModelCount agree with the simulation."""
     booster = train_booster()
     size = int(len(booster.save_raw("ubj")) * 1.4)  # in memory: 1.4 x the model file
-    name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_MEMORY_BUDGET_MB": str(4.5 * size / 2**20)})
+    name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_MEMORY_BUDGET_MB": str(4.5 * size / 1e6)})
     targets = [f"m{i:02d}.tar.gz" for i in range(12)]
     for target in targets:
         put_model(ctx, clients, prefix, target, booster)

@@ -29,7 +29,7 @@ MEMORY_OVERRIDE = "MME_LOCAL_MEMORY_BUDGET_MB"
 DISK_OVERRIDE = "MME_LOCAL_DISK_BUDGET_MB"
 WORKER_OVERRIDE = "MME_LOCAL_WORKER_MB"
 WAIT_OVERRIDE = "MME_LOCAL_MODEL_WAIT_SECONDS"  # how long a request waits for a loading model (AWS: 60 s)
-MB = 1 << 20
+MB = 10**6  # the MME_LOCAL_*_MB overrides are decimal megabytes, as every table of the notebooks prints MB
 CACHE_FOLDER = "endpoints"  # <home>/endpoints/<endpoint>-<id>: each runtime's disk cache
 
 
@@ -188,16 +188,16 @@ class Hosting:
         if not self.honour_overrides:
             environment = {name: value for name, value in environment.items() if not name.startswith("MME_LOCAL_")}
         memory = (
-            int(float(environment[MEMORY_OVERRIDE]) * MB)
+            round(float(environment[MEMORY_OVERRIDE]) * MB)
             if MEMORY_OVERRIDE in environment
             else model_memory_budget(variant.get("InstanceType", ""))
         )
-        disk = int(float(environment[DISK_OVERRIDE]) * MB) if DISK_OVERRIDE in environment else DEFAULT_DISK_BYTES
+        disk = round(float(environment[DISK_OVERRIDE]) * MB) if DISK_OVERRIDE in environment else DEFAULT_DISK_BYTES
         # An instance type's memory is shared with a model-server worker per loaded model, as on AWS (the
         # worker of this image version's container); an explicit budget is for the models alone (what this
         # process really holds).
         worker_default = 0 if MEMORY_OVERRIDE in environment else model_server_worker_bytes(image_match["version"]) / MB
-        worker = int(float(environment.get(WORKER_OVERRIDE, worker_default)) * MB)
+        worker = round(float(environment.get(WORKER_OVERRIDE, worker_default)) * MB)
         multi_model = container.get("Mode", "SingleModel") == "MultiModel"
         cache_dir = self.home / CACHE_FOLDER / f"{endpoint.name}-{uuid.uuid4().hex[:8]}"
         runtime = EndpointRuntime(
