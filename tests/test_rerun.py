@@ -64,7 +64,7 @@ def test_a_rerun_of_the_eviction_demo_prints_what_the_first_run_printed(ctx, cli
     booster = train_booster()
     model = model_tar(booster)
     size = int(len(booster.save_raw("ubj")) * 1.4)
-    name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_MEMORY_BUDGET_MB": str(3.5 * size / 2**20)})
+    name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_MEMORY_BUDGET_MB": str(3.5 * size / 1e6)})
     for key in ("a.tar.gz", "b.tar.gz"):
         put_model(ctx, clients, prefix, key, body=model)
         invoke(clients, name, ROW, key, ContentType="text/csv")

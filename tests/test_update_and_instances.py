@@ -87,7 +87,7 @@ def test_several_instances_route_a_model_to_the_instance_that_holds_it(ctx, clie
     recently used model. Checked per request (the x-mme-local-instance header) and per model."""
     booster = train_booster()
     size = int(len(booster.save_raw("ubj")) * 1.4)  # in memory: 1.4 x the model file
-    name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_MEMORY_BUDGET_MB": str(3.5 * size / 2**20)})
+    name, prefix = make_endpoint(ctx, clients, environment={"MME_LOCAL_MEMORY_BUDGET_MB": str(3.5 * size / 1e6)})
     three = new_config(ctx, clients, name, count=3)
     clients.sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=three)
     clients.sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig={"Delay": 0.2})
