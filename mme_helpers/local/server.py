@@ -126,7 +126,9 @@ class LocalAWS:
             return
         request = Request.from_scope(scope, receive)
         service_scope = credential_scope(request.headers.get("authorization"), request.query_string)
-        refusal = await self._authenticate(request, service_scope)
+        # an InvokeEndpoint call: read once, for the signature check's body limit and for routing
+        endpoint_name = endpoint_name_from_path(request.raw_path) if request.method == "POST" else None
+        refusal = await self._authenticate(request, service_scope, endpoint_name is not None)
         if refusal is not None:
             await refusal.send(send)
             return
@@ -136,7 +138,7 @@ class LocalAWS:
         if request.path.startswith("/_local/"):
             response = self._admin(request)
         elif service_scope is not None and service_scope.service == "sagemaker":
-            response = await self._sagemaker(request)
+            response = await self._sagemaker(request, endpoint_name)
         elif service_scope is not None and service_scope.service == "iam" and iam_simulation.is_simulation(request):
             response = iam_simulation.simulate_principal_policy(request)  # moto has no policy simulator
         else:
@@ -165,7 +167,7 @@ class LocalAWS:
         for message in held:
             await send(message)
 
-    async def _authenticate(self, request: Request, service_scope) -> Response | None:
+    async def _authenticate(self, request: Request, service_scope, invocation: bool) -> Response | None:
         """None if the request is signed with the service's credentials, else the refusal to send.
 
         Nothing is answered about a request before its signature holds: not its size, not whether
@@ -177,7 +179,6 @@ class LocalAWS:
             if service_scope is not None and service_scope.service == "s3" or "authorization" not in request.headers:
                 self.authenticator.check(request, None)  # S3, presigned and unsigned requests: no body hash
                 return None
-            invocation = request.method == "POST" and endpoint_name_from_path(request.raw_path) is not None
             limit = MAX_PAYLOAD if invocation else MAX_SIGNED_BODY
             length = request.headers.get("content-length", "")
             if not (length.isdigit() and int(length) <= limit):
@@ -206,8 +207,7 @@ class LocalAWS:
         response.headers += [(b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close")]
         return response
 
-    async def _sagemaker(self, request: Request) -> Response:
-        endpoint_name = endpoint_name_from_path(request.raw_path) if request.method == "POST" else None
+    async def _sagemaker(self, request: Request, endpoint_name: str | None) -> Response:
         if endpoint_name is not None:
             return await self.invocations.handle(request, endpoint_name)
         if request.headers.get("x-amz-target", "").startswith("SageMaker."):

@@ -78,10 +78,10 @@ class Serving:
         registry = runtime.instances[number]
         runtime.in_flight[number] += 1
         try:
-            model = registry.acquire_resident(self.target)
+            model = registry.acquire_resident(self.target)  # the warm path: nothing to await
             hit = model is not None
             if not hit:
-                model, hit = await registry.acquire(self.target)
+                model = await registry.load_and_hold(self.target)
         except BaseException:
             runtime.in_flight[number] -= 1
             raise

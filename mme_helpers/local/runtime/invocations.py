@@ -10,7 +10,6 @@ import asyncio
 import json
 import random
 import time
-from functools import lru_cache
 from urllib.parse import unquote
 
 import numpy as np
@@ -71,9 +70,7 @@ class InvocationHandler:
             if runtime is None:
                 raise InvokeError(400, "ValidationError", f"Endpoint {endpoint_name} of account {ACCOUNT_ID} not found.")
             try:
-                # mostly read (and hashed) already by the signature check: then no await
-                read = request.body_read and len(request.body) <= MAX_PAYLOAD
-                body = request.body if read else await request.read_body(MAX_PAYLOAD)
+                body = await request.read_body(MAX_PAYLOAD)
             except BodyTooLarge as too_large:
                 size = f"{too_large.size:,} bytes" if too_large.size else "more than 6 MB"
                 raise InvokeError(
@@ -205,10 +202,8 @@ def _model_error(runtime, exc: Exception, status: int = 503) -> InvokeError:
     )
 
 
-@lru_cache(maxsize=1024)
 def endpoint_name_from_path(raw_path: bytes) -> str | None:
-    """``/endpoints/{EndpointName}/invocations`` -> the name; None for any other path. Cached: it is
-    asked twice of every request (signature check, routing), of the same few paths."""
+    """``/endpoints/{EndpointName}/invocations`` -> the name; None for any other path."""
     parts = raw_path.split(b"/")
     if len(parts) == 4 and parts[0] == b"" and parts[1] == b"endpoints" and parts[3] == b"invocations":
         return unquote(parts[2].decode("latin-1"))

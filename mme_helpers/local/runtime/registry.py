@@ -157,6 +157,11 @@ class ModelRegistry:
         model = self.acquire_resident(target)
         if model is not None:
             return model, True
+        return await self.load_and_hold(target), False
+
+    async def load_and_hold(self, target: str) -> LoadedModel:
+        """A model not in memory: start its load or join the one under way, and wait for it (a cache
+        miss, held once loaded: call ``release`` when done)."""
         load = self.loading.get(target)
         if load is None:
             future = asyncio.get_running_loop().create_future()
@@ -179,7 +184,7 @@ class ModelRegistry:
             raise
         finally:
             self.record_metric("ModelLoadingWaitTime", (time.perf_counter() - waited) * 1e6, "Microseconds")
-        return model, False
+        return model
 
     def _leave(self, target: str, load: _Load) -> None:
         """A waiter gives up (timeout, failure, cancelled request): undo its pin or its place."""
